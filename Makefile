@@ -1,0 +1,54 @@
+# Every target sets itself up: uv is installed if missing, deps come from uv.lock.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(HOME)/.local/bin/uv
+endif
+ARGS ?=
+
+.PHONY: setup browser serve test eval lint fmt run-demo bench clean
+
+# uv comes from PyPI; --break-system-packages only matters on a distro-managed Python.
+$(UV):
+	@python3 -m pip install --quiet --user uv 2>/dev/null || \
+		python3 -m pip install --quiet --user --break-system-packages uv
+
+setup: $(UV)
+	@$(UV) sync --frozen --quiet
+
+serve: setup
+	@$(UV) run --frozen foreman serve $(ARGS)
+
+# The inbox test drives Debian's Chromium through Playwright (never Playwright's own browsers).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: setup browser
+	@$(UV) run --frozen pytest $(ARGS)
+
+# The offline eval suite under all three routing policies; fails when the baseline gate does.
+eval: setup
+	@$(UV) run --frozen foreman eval $(ARGS)
+
+lint: setup
+	@$(UV) run --frozen ruff check app graphs tools prompts evals tests
+	@$(UV) run --frozen mypy
+
+fmt: setup
+	@$(UV) run --frozen ruff format app graphs tools prompts evals tests
+	@$(UV) run --frozen ruff check --fix app graphs tools prompts evals tests
+
+run-demo: setup
+	@$(UV) run --frozen foreman run --offline \
+		"Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
+
+# A few minutes on 2 cores: prints the table and writes bench-results.json (docs/benchmarks.md).
+bench: setup
+	@$(UV) run --frozen python -m evals.bench $(ARGS)
+
+clean:
+	rm -rf .foreman .venv eval-report

@@ -1,0 +1,83 @@
+"""FastAPI app factory: everything long-lived is built in the lifespan, nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from app.api import (
+    admin,
+    approvals,
+    assistants,
+    audit,
+    chat,
+    errors,
+    events,
+    health,
+    inbox,
+    metrics,
+    runs,
+    threads,
+)
+from app.api.auth import KeyRing
+from app.api.deps import Api
+from app.broker import EventBroker
+from app.metrics import Metrics
+from app.run_manager import RunManager
+from app.services import open_services
+from app.settings import Settings
+from graphs.ports import PolicyGate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
+    """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
+    keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, gate=gate) as services:
+            broker = EventBroker()
+            manager = RunManager(services, broker)
+            app.state.api = Api(services, manager, broker, keyring, Metrics(services.store))
+            app.state.keyring = keyring
+            expired = await services.approvals.sweep(manager)  # before anything resumes
+            recovered = manager.recover()
+            sweeper = asyncio.create_task(
+                manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            log.info("foreman api ready", extra={
+                "status": f"recovered={len(recovered)} expired={len(expired)}"})
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                await manager.close()
+
+    app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
+                  description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "
+                              "threads and runs, typed run events.")
+    errors.install(app)
+
+    @app.middleware("http")
+    async def timing(request: Request,
+                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        api: Api | None = getattr(request.app.state, "api", None)
+        if api is not None:
+            api.metrics.latency.labels(request.method, getattr(route, "path", "unmatched"),
+                                       str(response.status_code)).observe(
+                time.perf_counter() - started)
+        return response
+
+    for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
+                   audit, inbox):
+        app.include_router(module.router)
+    return app

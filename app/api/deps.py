@@ -1,0 +1,76 @@
+"""Request dependencies: the composed app, and tenant-checked access to threads and runs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+
+from app.api.auth import KeyRing, Principal
+from app.broker import EventBroker
+from app.errors import InvalidRequest, NotFound
+from app.metrics import Metrics
+from app.run_manager import RunManager
+from app.services import Services
+from app.store import RunRow, ThreadRow
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
+ASSISTANT_NS = uuid.UUID("6c1e4c5e-2f1b-4d7e-9a57-f0e3a1d2b9c4")
+
+
+@dataclass(frozen=True)
+class Api:
+    """Everything a route needs, built once in the lifespan."""
+
+    services: Services
+    manager: RunManager
+    broker: EventBroker
+    keyring: KeyRing
+    metrics: Metrics
+
+    def thread(self, thread_id: str, principal: Principal) -> ThreadRow:
+        """The caller's thread; another tenant's is reported as missing."""
+        row = self.services.store.get_thread(thread_id) if _ID.match(thread_id) else None
+        if row is None or row.tenant != principal.tenant:
+            raise NotFound(f"thread {thread_id} not found")
+        return row
+
+    def thread_id_ok(self, thread_id: str) -> None:
+        """Reject ids a client may not choose."""
+        if not _ID.match(thread_id):
+            raise InvalidRequest(f"thread id must match {ID_PATTERN}", field="thread_id")
+
+    def run(self, thread_id: str, run_id: str, principal: Principal) -> RunRow:
+        """The caller's run on that thread."""
+        self.thread(thread_id, principal)
+        row = self.services.store.get_run(run_id) if _ID.match(run_id) else None
+        if row is None or row.thread_id != thread_id or row.tenant != principal.tenant:
+            raise NotFound(f"run {run_id} not found on thread {thread_id}")
+        return row
+
+    def team_of(self, assistant_id: str) -> str:
+        """The team an assistant id names (the team name itself, or its assistant UUID)."""
+        for team in self.services.settings.teams:
+            if assistant_id in (team, assistant_uuid(team)):
+                return team
+        raise NotFound(f"assistant {assistant_id!r} not found")
+
+
+def assistant_uuid(team: str) -> str:
+    """The stable assistant id of a team."""
+    return str(uuid.uuid5(ASSISTANT_NS, f"foreman:{team}"))
+
+
+def get_api(request: Request) -> Api:
+    """The app's composed state."""
+    api: Api = request.app.state.api
+    return api
+
+
+ApiDep = Annotated[Api, Depends(get_api)]
+ThreadId = Annotated[str, Path(max_length=128)]
+RunId = Annotated[str, Path(max_length=128)]

@@ -1,0 +1,190 @@
+"""Runs on a thread: background, wait, stream, get, join, cancel (LangGraph Platform shape)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from app.api.auth import Principal, PrincipalDep
+from app.api.deps import Api, ApiDep, RunId, ThreadId
+from app.api.events import follow, parse_event_id, sse
+from app.api.schemas import RunCreate, task_from_input
+from app.api.views import run_json, wait_result
+from app.errors import Forbidden, InvalidRequest, NotFound
+from app.run_manager import RunManager
+from app.store import ACTIVE, RunRow
+
+router = APIRouter(tags=["runs"])
+
+
+async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate) -> RunRow:
+    """Start (or resume) a run as the body asks, after auth and state checks."""
+    store = api.services.store
+    if store.get_thread(thread_id) is None and body.if_not_exists == "create":
+        if not principal.has("requester"):
+            raise Forbidden("creating a thread needs role requester")
+        api.thread_id_ok(thread_id)
+        store.create_thread(thread_id, principal.tenant)
+    api.thread(thread_id, principal)
+    team = api.team_of(body.assistant_id)
+    if body.multitask_strategy == "rollback":
+        raise InvalidRequest("multitask_strategy rollback is not supported",
+                             field="multitask_strategy")
+    if body.multitask_strategy == "interrupt":
+        for run in store.thread_runs(thread_id):
+            if run.status in ACTIVE:
+                await api.manager.cancel(run.id, wait=True)
+    enqueue = body.multitask_strategy == "enqueue"
+    if body.command is not None and body.command.resume is not None:
+        # Decisions go through the approvals service: same RBAC, single use and audit.
+        return await api.services.approvals.decide_resume(
+            principal, thread_id, body.command.resume,
+            api.manager if not enqueue else QueuedResume(api.manager))
+    if not principal.has("requester"):
+        raise Forbidden("starting a run needs role requester")
+    if body.input is None:
+        raise InvalidRequest("send input (a new task) or command.resume", field="input")
+    task = task_from_input(body.input)
+    metadata = {**(body.metadata or {}), "multitask_strategy": body.multitask_strategy}
+    if body.budget_usd is not None:
+        metadata["budget_usd"] = body.budget_usd
+    return api.manager.start(task=task, team=team, thread_id=thread_id,
+                             tenant=principal.tenant, created_by=principal.name,
+                             metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow")
+
+
+class QueuedResume:
+    """``multitask_strategy=enqueue``: a resume waits for the thread instead of a 409."""
+
+    def __init__(self, manager: RunManager) -> None:
+        self.manager = manager
+
+    def check(self, run: RunRow) -> None:
+        """Always admissible: the run manager queues it behind the thread's active run."""
+
+    async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
+        """Queue the resume."""
+        await self.manager.resume(run, decisions)
+
+
+def _last_seq(api: Api, run_id: str) -> int:
+    events = api.services.store.events(run_id, 0, limit=100_000)
+    return events[-1]["seq"] if events else 0
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
+                     principal: PrincipalDep) -> dict[str, Any]:
+    """Start a run in the background."""
+    return run_json(api, await submit(api, principal, thread_id, body))
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(thread_id: ThreadId, api: ApiDep, principal: PrincipalDep,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    """The thread's runs, newest first."""
+    api.thread(thread_id, principal)
+    runs = list(reversed(api.services.store.thread_runs(thread_id)))
+    return [run_json(api, r) for r in runs[offset: offset + limit]]
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
+                   principal: PrincipalDep) -> JSONResponse:
+    """Start a run and answer with the thread's values when it ends or pauses."""
+    run = await submit(api, principal, thread_id, body)
+    done = await api.manager.wait(run.id, api.services.settings.runs.wait_timeout_s)
+    return JSONResponse(await wait_result(api, done), headers={
+        "Location": f"/threads/{thread_id}/runs/{run.id}/join",
+        "Content-Location": f"/threads/{thread_id}/runs/{run.id}"})
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
+                     principal: PrincipalDep) -> EventSourceResponse:
+    """Start a run and stream it (``metadata``, ``updates``, ``custom``, ``values``, ``end``)."""
+    latest = api.services.store.latest_run(thread_id)
+    # A resume continues the same run: stream only what happens from now on.
+    before = _last_seq(api, latest.id) if body.command is not None and latest else 0
+    run = await submit(api, principal, thread_id, body)
+    return sse(platform_stream(api, run, body.modes(), (before, 0), fresh=True), headers={
+        "Location": f"/threads/{thread_id}/runs/{run.id}/stream",
+        "Content-Location": f"/threads/{thread_id}/runs/{run.id}"})
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
+                  principal: PrincipalDep) -> dict[str, Any]:
+    """One run."""
+    return run_json(api, api.run(thread_id, run_id, principal))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
+                   principal: PrincipalDep) -> dict[str, Any]:
+    """Wait for the run to end or pause; the thread's values."""
+    api.run(thread_id, run_id, principal)
+    done = await api.manager.wait(run_id, api.services.settings.runs.wait_timeout_s)
+    return await wait_result(api, done)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(thread_id: ThreadId, run_id: RunId, api: ApiDep,
+                      principal: PrincipalDep,
+                      last_event_id: Annotated[str | None, Header()] = None,
+                      stream_mode: Annotated[list[str] | None, Query()] = None,
+                      ) -> EventSourceResponse:
+    """Replay the run's stream from the start, or after ``Last-Event-ID``, then follow it."""
+    run = api.run(thread_id, run_id, principal)
+    modes = stream_mode or ["values", "updates", "custom"]
+    return sse(platform_stream(api, run, modes, parse_event_id(last_event_id),
+                               fresh=last_event_id is None))
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(thread_id: ThreadId, run_id: RunId, api: ApiDep, principal: PrincipalDep,
+                     wait: Annotated[bool, Query()] = False,
+                     action: Annotated[str, Query(pattern="^(interrupt|rollback)$")] = "interrupt",
+                     ) -> dict[str, Any]:
+    """Stop the run; its checkpoints stay, so the thread can continue."""
+    run = api.run(thread_id, run_id, principal)
+    if not principal.has("requester"):
+        raise Forbidden("cancelling a run needs role requester or admin")
+    if action == "rollback":
+        raise InvalidRequest("action rollback is not supported", field="action")
+    return run_json(api, await api.manager.cancel(run.id, wait=wait))
+
+
+async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[int, int],
+                          fresh: bool) -> AsyncIterator[dict[str, Any]]:
+    """Stored events as Platform stream parts; ids are ``<seq>.<part>`` for reconnects."""
+    if fresh:
+        yield {"event": "metadata", "id": f"{after[0]}.0",
+               "data": json.dumps({"run_id": run.id, "thread_id": run.thread_id,
+                                   "attempt": 1})}
+    last = after[0]
+    async for e in follow(api, run.id, after[0]):
+        seq, last = e["seq"], e["seq"]
+        parts: list[tuple[str, Any]] = []
+        if "updates" in modes:
+            parts.append(("updates", {e["type"]: e["data"]}))
+        if "custom" in modes:
+            parts.append(("custom", {"type": e["type"], "seq": seq, "data": e["data"]}))
+        if e["type"] == "run_failed":
+            parts.append(("error", {"error": "RunError", "message": e["data"].get("reason")}))
+        for k, (event, data) in enumerate(parts, start=1):
+            if (seq, k) > after:
+                yield {"event": event, "id": f"{seq}.{k}", "data": json.dumps(data, default=str)}
+    done = api.services.store.get_run(run.id)
+    if done is None:
+        raise NotFound(f"run {run.id} vanished")
+    if "values" in modes and done.status != "error" and (last, 8) > after:
+        values = await wait_result(api, done)
+        yield {"event": "values", "id": f"{last}.8", "data": json.dumps(values, default=str)}
+    yield {"event": "end", "id": f"{last}.9", "data": "null"}

@@ -1,0 +1,79 @@
+"""Threads: create, get, search, current state and checkpoint history (tenant-scoped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.auth import PrincipalDep, Requester
+from app.api.deps import ApiDep, ThreadId
+from app.api.schemas import HistoryRequest, ThreadCreate, ThreadSearch
+from app.api.views import snapshot_of, state_json, thread_json
+from app.errors import Conflict
+from app.runner import new_thread_id
+
+router = APIRouter(tags=["threads"])
+
+
+@router.post("/threads")
+async def create_thread(body: ThreadCreate, api: ApiDep,
+                        principal: Requester) -> dict[str, Any]:
+    """A new, empty thread of the caller's tenant."""
+    store = api.services.store
+    thread_id = body.thread_id or new_thread_id()
+    if not store.create_thread(thread_id, principal.tenant, body.metadata):
+        existing = store.get_thread(thread_id)
+        if body.if_exists == "raise" or existing is None or existing.tenant != principal.tenant:
+            raise Conflict(f"thread {thread_id} already exists")
+    return await thread_json(api, api.thread(thread_id, principal))
+
+
+@router.post("/threads/search")
+async def search_threads(body: ThreadSearch, api: ApiDep,
+                         principal: PrincipalDep) -> list[dict[str, Any]]:
+    """The tenant's threads, newest first, filtered by metadata and status."""
+    rows = api.services.store.search_threads(principal.tenant, limit=1000)
+    if body.metadata:
+        wanted = body.metadata.items()
+        rows = [r for r in rows if all(r.metadata.get(k) == v for k, v in wanted)]
+    out = [await thread_json(api, r) for r in rows]
+    if body.status:
+        out = [t for t in out if t["status"] == body.status]
+    return out[body.offset: body.offset + body.limit]
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(thread_id: ThreadId, api: ApiDep,
+                     principal: PrincipalDep) -> dict[str, Any]:
+    """One thread with its status, values and pending interrupts."""
+    return await thread_json(api, api.thread(thread_id, principal))
+
+
+@router.get("/threads/{thread_id}/state")
+async def get_state(thread_id: ThreadId, api: ApiDep,
+                    principal: PrincipalDep) -> dict[str, Any]:
+    """The thread's latest checkpoint as a ``ThreadState``."""
+    api.thread(thread_id, principal)
+    runs = api.services.store.thread_runs(thread_id)
+    snapshot = await snapshot_of(api, thread_id, runs)
+    if snapshot is None:
+        return {"values": {"messages": []}, "next": [], "tasks": [], "metadata": {},
+                "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "",
+                               "checkpoint_id": None, "checkpoint_map": None},
+                "created_at": None, "parent_checkpoint": None, "interrupts": []}
+    return state_json(thread_id, snapshot, runs)
+
+
+@router.post("/threads/{thread_id}/history")
+async def get_history(thread_id: ThreadId, body: HistoryRequest, api: ApiDep,
+                      principal: PrincipalDep) -> list[dict[str, Any]]:
+    """Past checkpoints, newest first (at most ``limit``)."""
+    api.thread(thread_id, principal)
+    runs = api.services.store.thread_runs(thread_id)
+    if not runs:
+        return []
+    runner = api.services.runner
+    graph = runner.graph(runs[-1].team)
+    return [state_json(thread_id, snap, runs) async for snap in
+            graph.aget_state_history(runner.config(thread_id, runs[-1].team), limit=body.limit)]

@@ -1,0 +1,273 @@
+"""The ``foreman`` command. Heavy imports happen inside commands so ``--help`` stays instant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+
+from app.approvals_cli import approvals_app, audit_app
+from app.kb_cli import kb_app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from app.runner import RunResult
+    from app.services import Services
+    from app.settings import PolicyName, Settings
+
+app = typer.Typer(help="Foreman: a governed, durable, cost-aware agent orchestrator.",
+                  no_args_is_help=True, add_completion=False)
+sandbox_app = typer.Typer(help="The bundled systems-of-record sandbox.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(kb_app, name="kb")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(audit_app, name="audit")
+
+# The names of app.settings.PolicyName, repeated so --help needs no pydantic import.
+POLICIES = ("routed", "all-small", "all-large")
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (foreman.yaml).")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    from app.errors import ConfigError
+    from app.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as e:
+        typer.echo(f"foreman: bad config: {e}", err=True)
+        raise typer.Exit(2) from e
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+          port: Annotated[int | None, typer.Option(help="Port.")] = None,
+          config: ConfigOpt = None) -> None:
+    """Start the HTTP API on 127.0.0.1:8000 (offline when no provider key is configured)."""
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.api.auth import KeyRing, is_loopback
+    from app.errors import ConfigError
+    from app.llm.router import is_offline
+    from app.logs import configure_json_logging
+
+    settings = _settings(config)
+    host = host or settings.server.host
+    port = port or int(os.environ.get("PORT") or settings.server.port)
+    try:
+        keyring = KeyRing.from_settings(settings)
+    except ConfigError as e:
+        typer.echo(f"foreman: bad config: {e}", err=True)
+        raise typer.Exit(2) from e
+    if keyring.local_mode and not is_loopback(host):
+        typer.echo(f"foreman: refusing to bind {host} without API keys (auth.api_keys); "
+                   "local dev mode serves loopback only", err=True)
+        raise typer.Exit(2)
+    base = f"http://{host}:{port}"
+    typer.echo("Models: OFFLINE - built-in scripted models (no provider key configured)"
+               if is_offline(settings)
+               else "Models: " + ", ".join(sorted(set(settings.routing.roles.values()))))
+    typer.echo(f"Foreman API: {base} (OpenAI-compatible at {base}/v1, "
+               f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
+    typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")
+    typer.echo(f"Storage: {_storage_line(settings)}")
+    typer.echo("Auth: LOCAL DEV MODE - no API keys configured; loopback only, every caller "
+               "is a local admin" if keyring.local_mode
+               else f"Auth: {len(settings.auth.api_keys)} API keys")
+    configure_json_logging()
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+                access_log=False, log_level="info")
+
+
+def _storage_line(settings: Settings) -> str:
+    from urllib.parse import urlsplit
+
+    if settings.database_url:
+        url = urlsplit(settings.database_url)
+        return (f"Postgres at {url.hostname}:{url.port or 5432}{url.path} "
+                "(checkpoints and app tables)")
+    return f"SQLite under {settings.data_dir.resolve()}"
+
+
+@app.command()
+def run(task: Annotated[str | None, typer.Argument(help="What the team should do.")] = None,
+        team: Annotated[str | None, typer.Option(help="Team to run (default: config).")] = None,
+        resume: Annotated[str | None, typer.Option(
+            "--resume", metavar="THREAD_ID", help="Continue a thread's unfinished run.")] = None,
+        offline: Annotated[bool, typer.Option(help="Use the built-in scripted models.")] = False,
+        no_input: Annotated[bool, typer.Option(
+            "--no-input", help="Never prompt; leave approvals pending.")] = False,
+        quiet: Annotated[bool, typer.Option(help="Only print the final answer.")] = False,
+        policy: Annotated[str | None, typer.Option(
+            help="Routing policy: routed, all-small or all-large (default: config).")] = None,
+        budget_usd: Annotated[float | None, typer.Option(
+            "--budget-usd", min=0.0, help="USD budget of this run (default: config).")] = None,
+        shadow: Annotated[bool, typer.Option(
+            "--shadow", help="Run for real, but write tools only record what they would do.")
+        ] = False,
+        config: ConfigOpt = None) -> None:
+    """Run TASK with a team, showing live progress, and print the final answer."""
+    from rich.console import Console
+
+    if (task is None) == (resume is None):
+        typer.echo("foreman run: give a TASK or --resume THREAD_ID (not both)", err=True)
+        raise typer.Exit(2)
+    if policy is not None and policy not in POLICIES:
+        typer.echo(f"foreman run: --policy must be one of {', '.join(POLICIES)}", err=True)
+        raise typer.Exit(2)
+    settings = _settings(config, offline=True if offline else None)
+    if policy is not None:
+        settings = settings.with_policy(cast("PolicyName", policy))
+    console = Console(stderr=False, highlight=False)
+    result = asyncio.run(_run(settings, console, task, team, resume, no_input, quiet,
+                              budget_usd, shadow))
+    raise typer.Exit(0 if result.status in {"success", "interrupted"} else 1)
+
+
+async def _run(settings: Settings, console: Console, task: str | None, team: str | None,
+               resume: str | None, no_input: bool, quiet: bool,
+               budget_usd: float | None = None, shadow: bool = False) -> RunResult:
+    from app.console import ProgressPrinter
+    from app.errors import ForemanError
+    from app.services import open_services
+
+    listeners = [] if quiet else [ProgressPrinter(console)]
+    async with open_services(settings) as services:
+        if services.offline and not quiet:
+            console.print("[yellow]Offline mode: built-in scripted models "
+                          "(no provider key configured).[/yellow]")
+        if not quiet:
+            console.print(f"Routing policy: {settings.routing.policy}")
+        try:
+            if resume:
+                result = await services.runner.resume(resume, listeners=listeners)
+            else:
+                assert task is not None
+                result = await services.runner.start(task, team, listeners=listeners,
+                                                     budget_usd=budget_usd, shadow=shadow,
+                                                     created_by="local")
+            while result.status == "interrupted" and not no_input:
+                result = await _ask(services, console, result, listeners)
+        except ForemanError as e:
+            console.print(f"[red]foreman: {e}[/red]")
+            raise typer.Exit(2) from e
+    _report(console, result)
+    return result
+
+
+async def _ask(services: Services, console: Console, result: RunResult,
+               listeners: list[Any]) -> RunResult:
+    """Ask at the prompt, then decide through the approvals service like any approver."""
+    from app.api.auth import LOCAL_ADMIN
+    from app.approvals import InlineResume
+
+    resumer = InlineResume(services.runner, listeners)
+    for pending in result.interrupts:
+        approval_id = str(pending.value.get("approval_id"))
+        req = pending.value.get("action_request", {})
+        console.print(f"[bold yellow]Approval needed[/bold yellow] ({approval_id}): "
+                      f"{req.get('action')} {json.dumps(req.get('args'))}\n  "
+                      f"{pending.value.get('description')}", markup=True)
+        answer = typer.prompt("approve / reject", default="reject").strip().lower()
+        message, args = "", None
+        if answer.startswith("a"):
+            decision = "approve"
+            if pending.value.get("kind") == "budget":
+                args = {"amount_usd": typer.prompt("extend the budget by (USD)", type=float)}
+        else:
+            decision = "reject"
+            message = typer.prompt("reason", default="rejected at the prompt")
+        await services.approvals.decide(LOCAL_ADMIN, approval_id, decision, resumer,
+                                        args=args, message=message)
+        if resumer.result is not None and resumer.result.status != "interrupted":
+            break
+    if resumer.result is None:
+        raise RuntimeError("no decision was recorded")
+    return resumer.result
+
+
+def _report(console: Console, result: RunResult) -> None:
+    console.print(f"\nThread {result.thread_id} · run {result.run_id} · {result.status} · "
+                  f"{result.model_calls} model calls · ${result.cost_usd:.4f}")
+    if result.status == "interrupted":
+        for p in result.interrupts:
+            aid = p.value.get("approval_id")
+            console.print(f"Waiting for approval {aid} "
+                          f"({p.value.get('action_request', {}).get('action')}, rule "
+                          f"{p.value.get('policy_rule')}). Decide it with: foreman approvals "
+                          f"approve {aid} | reject {aid} --reason TEXT | edit {aid} --args "
+                          "JSON (or in the inbox at /inbox)")
+    elif result.status == "error":
+        console.print(f"[red]Run failed: {result.error}[/red] (continue with "
+                      f"foreman run --resume {result.thread_id})")
+    else:
+        console.print(f"[bold]Final answer[/bold] ({result.stop_reason}):")
+        console.print(result.final_answer or "", markup=False)
+
+
+@app.command("eval")
+def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")] = None,
+          policy: Annotated[list[str] | None, typer.Option(
+              help="Routing policy to evaluate (repeatable; default: all three).")] = None,
+          seeds: Annotated[int, typer.Option(min=1, max=16, help="Seeded variants per run.")] = 4,
+          report: Annotated[Path, typer.Option(help="Report directory.")] = Path("eval-report"),
+          filter_: Annotated[str | None, typer.Option(
+              "--filter", help="Glob or substring on scenario id or category.")] = None,
+          workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
+          update_baseline: Annotated[bool, typer.Option(
+              "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
+          ) -> None:
+    """Run the offline eval suite, write reports and fail when the baseline gate fails."""
+    bad = [p for p in policy or [] if p not in POLICIES]
+    if bad:
+        typer.echo(f"foreman eval: --policy must be one of {', '.join(POLICIES)}", err=True)
+        raise typer.Exit(2)
+    from evals.cli import run_eval
+
+    raise typer.Exit(run_eval(suite, cast("list[PolicyName]", policy) or None, seeds, report,
+                              filter_, workers, update_baseline=update_baseline))
+
+
+@sandbox_app.command("reset")
+def sandbox_reset(config: ConfigOpt = None) -> None:
+    """Restore the sandbox database to its seeded demo state."""
+    from tools import sandbox
+
+    settings = _settings(config)
+    path = settings.data_dir / "sandbox.db"
+    sandbox.reset(path)
+    typer.echo(f"sandbox reset: {path}")
+
+
+@sandbox_app.command("show")
+def sandbox_show(table: Annotated[str, typer.Argument(help="Table to print.")],
+                 config: ConfigOpt = None) -> None:
+    """Print a sandbox table as JSON lines."""
+    from tools import sandbox
+
+    settings = _settings(config)
+    if table not in sandbox.TABLES:
+        typer.echo(f"unknown table {table!r}; tables: {', '.join(sandbox.TABLES)}", err=True)
+        raise typer.Exit(2)
+    conn = sandbox.connect(settings.data_dir / "sandbox.db")
+    try:
+        for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - checked name
+            typer.echo(json.dumps(dict(row)))
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

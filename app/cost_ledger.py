@@ -1,0 +1,114 @@
+"""The model-call journal, which doubles as the cost ledger, and the exact-match cache.
+
+One row per completed call, unique per (run, call key), holding the response so a re-run
+node gets it back instead of paying again; failed attempts get rows of their own
+(``<call key>#<n>``, no response) so faults are costed and visible too. Portable SQL on
+:class:`~app.db.Database`, like the rest of the app tables.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.db import Database
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Model usage summed over a run or a tenant."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One model call (or failed attempt) in the cost ledger."""
+
+    run_id: str
+    call_key: str
+    thread_id: str
+    tenant: str
+    role: str
+    agent: str | None
+    model: str
+    tier: str
+    route_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_ms: float
+    outcome: str
+
+
+class CostLedger:
+    """Journal, ledger and cache methods of the store."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def journal_get(self, run_id: str, call_key: str) -> dict[str, Any] | None:
+        """A completed call's stored response, if this call already ran."""
+        row = self.db.one("SELECT response FROM model_calls WHERE run_id = ? AND call_key = ?",
+                          (run_id, call_key))
+        data = json.loads(row["response"]) if row else None
+        return data if isinstance(data, dict) else None
+
+    def ledger_put(self, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
+        """Record a call, with its response when it answered (first write wins)."""
+        with self.db.tx() as c:
+            c.run("INSERT INTO model_calls (run_id, call_key, thread_id, tenant, role, agent,"
+                  " model, tier, route_reason, prompt_tokens, completion_tokens, cached_tokens,"
+                  " cost_usd, latency_ms, outcome, response, created_at)"
+                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                  (row.run_id, row.call_key, row.thread_id, row.tenant, row.role, row.agent,
+                   row.model, row.tier, row.route_reason, row.prompt_tokens,
+                   row.completion_tokens, row.cached_tokens, row.cost_usd, row.latency_ms,
+                   row.outcome, json.dumps(response), time.time()))
+
+    def ledger(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's cost-ledger rows in the order they were written (without responses)."""
+        rows = self.db.query("SELECT * FROM model_calls WHERE run_id = ?"
+                             " ORDER BY created_at, call_key", (run_id,))
+        return [{k: v for k, v in r.items() if k != "response"} for r in rows]
+
+    def totals(self, run_id: str) -> Totals:
+        """Answered calls, tokens and cost of a run so far."""
+        return self._sum("run_id = ?", (run_id,))
+
+    def tenant_totals(self, tenant: str, since: float = 0.0) -> Totals:
+        """Answered calls, tokens and cost of a tenant's runs since ``since``."""
+        return self._sum("tenant = ? AND created_at >= ?", (tenant, since))
+
+    def tenant_spend(self, tenant: str, since: float) -> float:
+        """USD a tenant spent since ``since``."""
+        return self.tenant_totals(tenant, since).cost_usd
+
+    def _sum(self, where: str, params: tuple[Any, ...]) -> Totals:
+        # ``where`` is one of this class's fixed clauses; values go in as parameters.
+        sql = ("SELECT COALESCE(SUM(CASE WHEN outcome IN ('ok', 'cached') THEN 1 ELSE 0 END),"  # noqa: S608
+               " 0) AS n, COALESCE(SUM(prompt_tokens), 0) AS p,"
+               " COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(cost_usd), 0) AS usd"
+               " FROM model_calls WHERE ") + where
+        r = self.db.one(sql, params)
+        assert r is not None
+        return Totals(int(r["n"]), int(r["p"]), int(r["c"]), float(r["usd"]))
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        """A cached response by its request hash."""
+        row = self.db.one("SELECT response FROM response_cache WHERE key = ?", (key,))
+        return json.loads(row["response"]) if row else None
+
+    def cache_put(self, key: str, model: str, response: Mapping[str, Any]) -> None:
+        """Cache a response (first write wins)."""
+        with self.db.tx() as c:
+            c.run("INSERT INTO response_cache (key, model, response, created_at)"
+                  " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                  (key, model, json.dumps(response), time.time()))

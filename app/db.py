@@ -1,0 +1,158 @@
+"""The app database behind one small interface: SQLite (embedded) or Postgres.
+
+The store writes portable SQL with ``?`` placeholders; each backend adapts placeholders,
+transactions and row shapes. Statements are short; callers never hold a transaction open
+across an ``await``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from app.errors import StorageError
+
+Row = dict[str, Any]
+
+
+class Cursor(Protocol):
+    """What a transaction hands the store: run a statement, read rows back."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+class Database(ABC):
+    """A connection (pool) to the app tables."""
+
+    dialect: str
+
+    @abstractmethod
+    @contextmanager
+    def tx(self) -> Iterator[Cursor]:
+        """One transaction; commits when the block ends, rolls back on error."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one read statement."""
+        with self.tx() as c:
+            return c.run(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of a read statement, if any."""
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    @abstractmethod
+    def columns(self, table: str) -> set[str]:
+        """Column names of a table (empty when it does not exist)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+class _SqliteCursor:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = self.conn.execute(sql, tuple(params))
+        return [dict(r) for r in cur.fetchall()] if cur.description else []
+
+
+class SqliteDatabase(Database):
+    """One WAL-mode connection guarded by a lock (the server is a single process)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def tx(self) -> Iterator[Cursor]:
+        """A ``BEGIN IMMEDIATE`` transaction, so writers queue instead of failing."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteCursor(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def columns(self, table: str) -> set[str]:
+        """Column names from ``PRAGMA table_info``."""
+        with self._lock:
+            rows = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
+        return {r["name"] for r in rows}
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+class _PgCursor:
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # The store's SQL never holds a literal "?" or "%", so the swap is safe.
+        self.cur.execute(sql.replace("?", "%s"), tuple(params))
+        return list(self.cur.fetchall()) if self.cur.description else []
+
+
+class PostgresDatabase(Database):
+    """A psycopg connection pool; rows come back as dicts."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+
+        try:  # fail at once, naming the server, rather than after the pool's timeout
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.OperationalError as e:
+            where = urlsplit(url)
+            raise StorageError(f"cannot reach PostgreSQL at {where.hostname}:{where.port or 5432}"
+                               f"{where.path}: {str(e).strip().splitlines()[-1]}") from e
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
+                                    kwargs={"autocommit": True, "row_factory": dict_row})
+        self._pool.wait(timeout=10)
+
+    @contextmanager
+    def tx(self) -> Iterator[Cursor]:
+        """A transaction on a pooled connection."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgCursor(cur)
+
+    def columns(self, table: str) -> set[str]:
+        """Column names from the information schema (current search path)."""
+        rows = self.query("SELECT column_name FROM information_schema.columns"
+                          " WHERE table_name = ? AND table_schema = current_schema()", (table,))
+        return {r["column_name"] for r in rows}
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+
+def open_database(url: str | None, sqlite_path: Path, min_size: int = 1,
+                  max_size: int = 10) -> Database:
+    """Postgres when ``url`` is set, else SQLite at ``sqlite_path``."""
+    if url:
+        return PostgresDatabase(url, min_size, max_size)
+    return SqliteDatabase(sqlite_path)

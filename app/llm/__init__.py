@@ -1,0 +1,1 @@
+"""Model access: the router seam's implementations and the providers behind it."""

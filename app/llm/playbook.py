@@ -1,0 +1,84 @@
+"""Playbooks: the scripted offline models' knowledge of the bundled demo tasks."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
+
+
+class Match(BaseModel):
+    """Keywords that select a playbook for a task."""
+
+    all: list[str] = Field(default_factory=list)
+    any: list[str] = Field(default_factory=list)
+
+    def accepts(self, task: str) -> bool:
+        """Every ``all`` keyword and at least one ``any`` keyword occur in the task."""
+        text = task.lower()
+        return all(k.lower() in text for k in self.all) and (
+            not self.any or any(k.lower() in text for k in self.any))
+
+
+class Call(BaseModel):
+    """A tool call the scripted specialist makes."""
+
+    tool: str
+    args: dict[str, Any]
+
+
+class Step(BaseModel):
+    """A plan step with the calls that carry it out."""
+
+    id: str
+    agent: str
+    goal: str
+    instruction: str
+    depends_on: list[str] = Field(default_factory=list)
+    calls: list[Call] = Field(default_factory=list)
+    report: str = ""
+
+
+class Playbook(BaseModel):
+    """One demo task: how to recognise it, its ledger, its steps and its final answer."""
+
+    id: str
+    team: str
+    match: Match
+    facts: dict[str, list[str]]
+    steps: list[Step]
+    final: str
+
+    def step(self, step_id: str) -> Step | None:
+        """The step with that id."""
+        return next((s for s in self.steps if s.id == step_id), None)
+
+
+@lru_cache(maxsize=1)
+def playbooks() -> tuple[Playbook, ...]:
+    """All bundled playbooks."""
+    found: list[Playbook] = []
+    for path in sorted(PLAYBOOK_DIR.glob("*.yaml")):
+        found.extend(Playbook.model_validate(p)
+                     for p in yaml.safe_load(path.read_text(encoding="utf-8")))
+    return tuple(found)
+
+
+def for_task(task: str) -> Playbook | None:
+    """The playbook whose keywords the task matches."""
+    return next((p for p in playbooks() if p.match.accepts(task)), None)
+
+
+def for_instruction(instruction: str) -> Step | None:
+    """The playbook step with exactly this instruction (whitespace-insensitive)."""
+    wanted = " ".join(instruction.split())
+    for p in playbooks():
+        for s in p.steps:
+            if " ".join(s.instruction.split()) == wanted:
+                return s
+    return None

@@ -1,0 +1,139 @@
+"""Long-term run memory in Chroma: facts a thread established, with provenance and trust.
+
+Every note carries where it came from (``source``, ``agent``, the tool results it rests on)
+and a trust level; recall is filtered by tenant and thread, and the graph shows what it
+returns to models inside a data block, never as instructions. A note whose source is not
+an agent (a document, a tool's raw text) can only be stored as untrusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from graphs.ports import Memory, MemoryNote, Trust
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from app.knowledge.embed import Embedder
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "run-memory"
+_TRUSTED_SOURCES = ("agent:", "system:")
+
+
+def _id(tenant: str, thread_id: str, key: str) -> str:
+    return hashlib.sha256(f"{tenant}\x00{thread_id}\x00{key}".encode()).hexdigest()[:32]
+
+
+class ChromaMemory(Memory):
+    """``Memory`` for one tenant, stored in the ``run-memory`` collection."""
+
+    def __init__(self, client: ClientAPI, embedder: Embedder, tenant: str = "default",
+                 recall_k: int = 5) -> None:
+        self.client = client
+        self.embedder = embedder
+        self.tenant = tenant
+        self.recall_k = recall_k
+        self._queued: list[tuple[str, MemoryNote]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def _collection(self) -> Collection:
+        return self.client.get_or_create_collection(
+            COLLECTION, embedding_function=None,
+            metadata={"hnsw:space": "cosine", "embedder": self.embedder.name})
+
+    def for_tenant(self, tenant: str) -> ChromaMemory:
+        """The same store, seen as another tenant."""
+        return ChromaMemory(self.client, self.embedder, tenant, self.recall_k)
+
+    def store(self, thread_id: str, note: MemoryNote) -> MemoryNote:
+        """Write ``note`` (idempotent by key); returns it as stored, with its final label."""
+        return self.store_many([(thread_id, note)])[0]
+
+    def store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
+        """Write notes with one embedding call and one upsert; a later note of the same
+        key wins."""
+        stored = [(thread_id, self._labelled(note)) for thread_id, note in items]
+        latest = {_id(self.tenant, t, n.key): (t, n) for t, n in stored}
+        if not latest:
+            return []
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        metas: list[Any] = [{
+            "tenant": self.tenant, "thread_id": t, "key": n.key, "source": n.source,
+            "trust": n.trust.value, "agent": n.agent, "tools": ",".join(n.tools),
+            "created_at": created} for t, n in latest.values()]
+        texts = [n.text for _, n in latest.values()]
+        self._collection().upsert(
+            ids=list(latest), documents=texts,
+            embeddings=np.asarray(self.embedder.embed_documents(texts), np.float32),
+            metadatas=metas)
+        return [n for _, n in stored]
+
+    @staticmethod
+    def _labelled(note: MemoryNote) -> MemoryNote:
+        if note.source.startswith(_TRUSTED_SOURCES):
+            return note
+        # Document or tool text is never promoted.
+        return MemoryNote(key=note.key, text=note.text, source=note.source,
+                          trust=Trust.UNTRUSTED, agent=note.agent, tools=note.tools)
+
+    def lookup(self, thread_id: str, query: str, k: int | None = None) -> list[MemoryNote]:
+        """The ``k`` notes of this tenant's thread closest to ``query``."""
+        k = self.recall_k if k is None else k
+        if k <= 0:
+            return []
+        col = self._collection()
+        where: Any = {"$and": [{"tenant": self.tenant}, {"thread_id": thread_id}]}
+        vector = np.asarray([self.embedder.embed_query(query)], np.float32)
+        res = col.query(query_embeddings=vector, n_results=k, where=where,
+                        include=["documents", "metadatas"])
+        notes = []
+        for text, meta in zip((res["documents"] or [[]])[0], (res["metadatas"] or [[]])[0],
+                              strict=True):
+            if meta.get("tenant") != self.tenant or meta.get("thread_id") != thread_id:
+                continue
+            tools = str(meta.get("tools") or "")
+            notes.append(MemoryNote(
+                key=str(meta["key"]), text=text, source=str(meta["source"]),
+                trust=Trust(str(meta["trust"])), agent=str(meta.get("agent") or ""),
+                tools=tuple(t for t in tools.split(",") if t)))
+        return notes
+
+    async def recall(self, thread_id: str, query: str) -> list[MemoryNote]:
+        """``lookup`` off the event loop, after every queued note is written."""
+        await self.flush()
+        return await asyncio.to_thread(self.lookup, thread_id, query)
+
+    async def remember(self, thread_id: str, note: MemoryNote) -> None:
+        """Queue ``note`` for the background writer and return at once.
+
+        Embedding and upserting cost tens of milliseconds per note with the bundled model;
+        a round must not wait for them. The writer stores queued notes in batches; recall
+        and the end of every run (``flush``) wait for it. A note lost to a crash is still
+        in the run's checkpointed state (``established``).
+        """
+        self._queued.append((thread_id, note))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def flush(self) -> None:
+        """Wait until every queued note is stored."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await asyncio.to_thread(self.store_many, batch)
+            except Exception:  # memory is an aid: a failed write must not fail the run
+                log.exception("memory write failed", extra={"notes": len(batch)})

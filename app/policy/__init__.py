@@ -1,0 +1,1 @@
+"""Policy-as-code: ordered rules with CEL conditions deciding allow / deny / require approval."""

@@ -1,0 +1,199 @@
+"""Background runs on the server's event loop: bounded, one at a time per thread, cancellable.
+
+A run is recorded first (pending) and executed by a task that holds the thread's lock and a
+slot of the global semaphore. Tasks cancelled by shutdown leave their run ``running`` so the
+next start resumes it from its last checkpoint; only an explicit cancel marks it cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from app.broker import EventBroker
+from app.errors import Conflict, NotFound
+from app.events import Listener, RunEvents
+from app.logs import run_id_var, thread_id_var
+from app.ratelimit import RateLimiter
+from app.runner import RunResult
+from app.services import Services
+from app.store import ACTIVE, RunRow
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Sequence[Listener]], Awaitable[RunResult]]
+TERMINAL = ("success", "error", "timeout")
+
+
+class RunManager:
+    """Starts, queues, cancels and recovers runs for the HTTP API."""
+
+    def __init__(self, services: Services, broker: EventBroker) -> None:
+        self.services = services
+        self.store = services.store
+        self.runner = services.runner
+        self.switch = services.switch
+        self.broker = broker
+        cfg = services.settings.runs
+        self._slots = asyncio.Semaphore(cfg.max_concurrent)
+        self._limiter = RateLimiter(cfg.rate_limit_per_minute)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+        self._thread_runs: dict[str, list[str]] = {}
+        self._cancelled: set[str] = set()
+
+    # starting
+    def thread_busy(self, thread_id: str) -> bool:
+        """A run of this thread is queued or running (here, or recorded as active)."""
+        if self._thread_runs.get(thread_id):
+            return True
+        latest = self.store.latest_run(thread_id)
+        return latest is not None and latest.status in ACTIVE
+
+    def _admit(self, tenant: str, thread_id: str, enqueue: bool) -> None:
+        if self.switch.paused:
+            raise Conflict("new runs are paused by an admin")
+        if not enqueue and self.thread_busy(thread_id):
+            raise Conflict(f"thread {thread_id} already has an active run; wait for it, "
+                           "cancel it, or send multitask_strategy=enqueue")
+        self._limiter.take(tenant)
+
+    def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
+              metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
+              shadow: bool = False) -> RunRow:
+        """Record a run of ``task`` on the thread and execute it in the background."""
+        self._admit(tenant, thread_id, enqueue)
+        budget = (metadata or {}).get("budget_usd")
+        run = self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,
+                                 metadata=metadata, shadow=shadow,
+                                 budget_usd=float(budget) if budget is not None else None)
+        self._spawn(run, lambda listeners: self.runner.execute(run.id, listeners))
+        return run
+
+    # resuming with decisions (the approvals service calls these: see app.approvals)
+    def check(self, run: RunRow) -> None:
+        """Raise ``Conflict`` when the run's thread cannot take a resume now."""
+        if self.switch.paused:
+            raise Conflict("runs are paused by an admin")
+        if self.thread_busy(run.thread_id):
+            raise Conflict(f"thread {run.thread_id} already has an active run")
+
+    async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
+        """Resume the run with ``{interrupt_id: decision}`` in the background."""
+        self.store.update_run(run.id, status="pending")
+        self._spawn(run, lambda listeners: self.runner.resume(
+            run.thread_id, decisions, listeners, run_id=run.id))
+
+    def _spawn(self, run: RunRow, job: Job) -> None:
+        self._thread_runs.setdefault(run.thread_id, []).append(run.id)
+        self._tasks[run.id] = asyncio.create_task(self._execute(run, job), name=run.id)
+
+    async def _execute(self, run: RunRow, job: Job) -> None:
+        run_id_var.set(run.id)
+        thread_id_var.set(run.thread_id)
+        lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())
+        try:
+            async with lock:
+                if run.id in self._cancelled:
+                    self._mark_cancelled(run.id)
+                    return
+                async with self._slots:
+                    await job([self.broker.listener(run.id)])
+        except asyncio.CancelledError:
+            if run.id in self._cancelled:
+                self._mark_cancelled(run.id)
+            raise
+        except Exception as e:  # a run's failure must not escape into the server loop
+            log.exception("run could not execute")
+            self.store.update_run(run.id, status="error", error=f"{type(e).__name__}: {e}")
+            RunEvents(self.store, run.id).emit("run_failed", {"reason": str(e)})
+        finally:
+            queue = self._thread_runs.get(run.thread_id, [])
+            if run.id in queue:
+                queue.remove(run.id)
+            if not queue:
+                self._thread_runs.pop(run.thread_id, None)
+            self._tasks.pop(run.id, None)
+            self._cancelled.discard(run.id)
+            self.broker.notify(run.id)
+
+    def _mark_cancelled(self, run_id: str) -> None:
+        self.store.update_run(run_id, status="interrupted", stop_reason="cancelled")
+        totals = self.store.totals(run_id)
+        RunEvents(self.store, run_id).emit("run_cancelled", {"cost_usd": totals.cost_usd})
+
+    # waiting and cancelling
+    async def wait(self, run_id: str, limit_s: float | None = None) -> RunRow:
+        """The run once it is no longer queued or running (or as it is at the timeout)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=limit_s)
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}")
+        return run
+
+    async def cancel(self, run_id: str, wait: bool = False) -> RunRow:
+        """Stop a queued or running run; it keeps its checkpoints and can be resumed."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}")
+        task = self._tasks.get(run_id)
+        if task is not None:
+            self._cancelled.add(run_id)
+            task.cancel()
+            if wait:
+                await asyncio.wait({task})
+        elif run.status in ACTIVE:
+            self._mark_cancelled(run_id)  # recorded as active but not running here
+        elif run.status in TERMINAL:
+            raise Conflict(f"run {run_id} already finished ({run.status})")
+        return await self.wait(run_id, limit_s=0) if wait else run
+
+    # lifecycle
+    def recover(self) -> list[str]:
+        """Resume runs that were active when the process last stopped."""
+        recovered = []
+        for run in self.store.runs_with_status(*ACTIVE):
+            if run.id in self._tasks:
+                continue
+            started = bool(self.store.events(run.id, 0, limit=1))
+            self._spawn(run, self._resume_job(run) if started else self._execute_job(run))
+            recovered.append(run.id)
+        if recovered:
+            log.info("resuming %d runs active at last stop", len(recovered))
+        return recovered
+
+    def _resume_job(self, run: RunRow) -> Job:
+        return lambda listeners: self.runner.resume(run.thread_id, None, listeners, run_id=run.id)
+
+    def _execute_job(self, run: RunRow) -> Job:
+        return lambda listeners: self.runner.execute(run.id, listeners)
+
+    async def sweep_forever(self, every_s: float) -> None:
+        """Expire overdue approvals now and every ``every_s`` seconds (a lifespan task)."""
+        while True:
+            try:
+                await self.services.approvals.sweep(self)
+            except Exception:  # a failed sweep is retried next time; the server carries on
+                log.exception("approval expiry sweep failed")
+            await asyncio.sleep(every_s)
+
+    async def close(self) -> None:
+        """Stop every task without marking runs cancelled (they resume at next start)."""
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    def active_run(self, run_id: str) -> asyncio.Task[None] | None:
+        """The task of a run queued or running here."""
+        return self._tasks.get(run_id)
+
+    @property
+    def active(self) -> int:
+        """Runs queued or running in this process."""
+        return len(self._tasks)

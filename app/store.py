@@ -1,0 +1,321 @@
+"""App tables: threads, runs, their events and the tool-call ledger (the model-call journal
+and cost ledger are in ``app.cost_ledger``).
+
+The tool-call ledger holds STARTED/DONE per (thread + tool call id) with the stored result.
+Threads, runs and events carry their tenant. The SQL is portable (SQLite and Postgres, see
+``app.db``); ``tests/app/test_store.py`` runs the same conformance suite on both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.approval_store import ApprovalRow, ApprovalRows
+from app.audit import AuditLog, audit_entry
+from app.cost_ledger import CostLedger, LedgerRow, Totals
+from app.db import Cursor, Database, Row
+
+__all__ = ["ApprovalRow", "LedgerRow", "RunRow", "Store", "ThreadRow", "Totals"]
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS threads (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS threads_tenant ON threads(tenant, updated_at)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        thread_id TEXT NOT NULL,
+        team TEXT NOT NULL,
+        task TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stop_reason TEXT,
+        final_answer TEXT,
+        error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id, created_at)",
+    """CREATE TABLE IF NOT EXISTS events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        ts DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS model_calls (
+        run_id TEXT NOT NULL,
+        call_key TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        response TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, call_key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS response_cache (
+        key TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS tool_calls (
+        key TEXT PRIMARY KEY,
+        thread_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        args_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('STARTED', 'DONE')),
+        ok INTEGER,
+        result TEXT,
+        started_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION
+    )""",
+]
+# Columns added after the first release; older databases get them on open.
+ADDED_COLUMNS = {
+    "runs": {"tenant": "TEXT NOT NULL DEFAULT 'default'", "created_by": "TEXT",
+             "metadata": "TEXT", "budget_usd": "DOUBLE PRECISION"},
+    "events": {"tenant": "TEXT NOT NULL DEFAULT 'default'"},
+    "model_calls": {"tenant": "TEXT NOT NULL DEFAULT 'default'", "agent": "TEXT",
+                    "tier": "TEXT", "route_reason": "TEXT",
+                    "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
+                    "outcome": "TEXT NOT NULL DEFAULT 'ok'"},
+}
+ACTIVE = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    """A thread as stored."""
+
+    id: str
+    tenant: str
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as stored."""
+
+    id: str
+    thread_id: str
+    team: str
+    task: str
+    status: str
+    stop_reason: str | None
+    final_answer: str | None
+    error: str | None
+    tenant: str = "default"
+    created_by: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    budget_usd: float | None = None
+
+
+class Store(CostLedger, ApprovalRows, AuditLog):
+    """The app tables on a :class:`~app.db.Database` (SQLite or Postgres)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        with db.tx() as c:
+            for statement in SCHEMA:
+                c.run(statement)
+        for table, cols in ADDED_COLUMNS.items():
+            have = db.columns(table)
+            for name, ddl in cols.items():
+                if name not in have:
+                    with db.tx() as c:
+                        c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+        self._approval_schema()
+        self._audit_schema()
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    # threads
+    def create_thread(self, thread_id: str, tenant: str,
+                      metadata: Mapping[str, Any] | None = None) -> bool:
+        """Record a thread; False when the id is already taken."""
+        now = time.time()
+        with self.db.tx() as c:
+            rows = c.run("INSERT INTO threads (id, tenant, metadata, created_at, updated_at)"
+                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                         (thread_id, tenant, json.dumps(dict(metadata or {})), now, now))
+        return bool(rows)
+
+    def get_thread(self, thread_id: str) -> ThreadRow | None:
+        """One thread by id."""
+        row = self.db.one("SELECT * FROM threads WHERE id = ?", (thread_id,))
+        return _thread(row) if row else None
+
+    def search_threads(self, tenant: str, limit: int = 10, offset: int = 0) -> list[ThreadRow]:
+        """The tenant's threads, most recently updated first."""
+        rows = self.db.query("SELECT * FROM threads WHERE tenant = ?"
+                             " ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
+                             (tenant, limit, offset))
+        return [_thread(r) for r in rows]
+
+    def touch_thread(self, thread_id: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Bump the thread's update time (and merge metadata)."""
+        with self.db.tx() as c:
+            if metadata:
+                row = c.run("SELECT metadata FROM threads WHERE id = ?", (thread_id,))
+                merged = {**json.loads(row[0]["metadata"]), **metadata} if row else {}
+                c.run("UPDATE threads SET metadata = ? WHERE id = ?",
+                      (json.dumps(merged), thread_id))
+            c.run("UPDATE threads SET updated_at = ? WHERE id = ?", (time.time(), thread_id))
+
+    # runs
+    def create_run(self, run_id: str, thread_id: str, team: str, task: str,
+                   tenant: str = "default", created_by: str | None = None,
+                   metadata: Mapping[str, Any] | None = None,
+                   budget_usd: float | None = None) -> None:
+        """Record a new run as pending, with its own USD budget if it has one."""
+        now = time.time()
+        with self.db.tx() as c:
+            c.run("INSERT INTO runs (id, thread_id, team, task, status, created_at, updated_at,"
+                  " tenant, created_by, metadata, budget_usd)"
+                  " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                  (run_id, thread_id, team, task, now, now, tenant, created_by,
+                   json.dumps(dict(metadata or {})), budget_usd))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set status / stop_reason / final_answer / error."""
+        allowed = {"status", "stop_reason", "final_answer", "error", "budget_usd"}
+        cols = [k for k in fields if k in allowed]
+        if not cols:
+            return
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        with self.db.tx() as c:
+            c.run(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?",  # noqa: S608
+                  (*[fields[k] for k in cols], time.time(), run_id))
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        """One run by id."""
+        row = self.db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(row) if row else None
+
+    def latest_run(self, thread_id: str) -> RunRow | None:
+        """The thread's most recent run."""
+        row = self.db.one("SELECT * FROM runs WHERE thread_id = ?"
+                          " ORDER BY created_at DESC, id DESC LIMIT 1", (thread_id,))
+        return _run(row) if row else None
+
+    def thread_runs(self, thread_id: str) -> list[RunRow]:
+        """Every run of a thread, oldest first."""
+        rows = self.db.query("SELECT * FROM runs WHERE thread_id = ? ORDER BY created_at, id",
+                             (thread_id,))
+        return [_run(r) for r in rows]
+
+    def runs_with_status(self, *statuses: str) -> list[RunRow]:
+        """Runs in any of ``statuses`` (e.g. the active ones at startup), oldest first."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self.db.query(f"SELECT * FROM runs WHERE status IN ({marks})"  # noqa: S608
+                             " ORDER BY created_at, id", statuses)
+        return [_run(r) for r in rows]
+
+    # events
+    def append_event(self, run_id: str, type: str, data: Mapping[str, Any]) -> int:
+        """Persist the run's next event (and its audit entry); returns its sequence number."""
+        with self.db.tx() as c:
+            return self.event_in(c, run_id, type, data)
+
+    def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
+                 actor: str | None = None) -> int:
+        """Append an event inside the caller's transaction, with its audit entry if audited."""
+        row = c.run("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE run_id = ?",
+                    (run_id,))
+        seq = int(row[0]["n"]) + 1
+        run = c.run("SELECT tenant, created_by FROM runs WHERE id = ?", (run_id,))
+        tenant = run[0]["tenant"] if run else "default"
+        c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant) VALUES"
+              " (?, ?, ?, ?, ?, ?)",
+              (run_id, seq, type, json.dumps(data, default=str), time.time(), tenant))
+        entry = audit_entry(type, data)
+        if entry is not None:
+            who = actor or (data.get("by") if type == "approval_decided" else None)
+            if who is None and type == "run_started" and run:
+                who = run[0]["created_by"]
+            self.audit_append(c, tenant, type, entry, run_id=run_id,
+                              actor=str(who) if who is not None else None)
+        return seq
+
+    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The run's events after sequence ``after``, in order."""
+        rows = self.db.query("SELECT seq, type, data, ts FROM events WHERE run_id = ?"
+                             " AND seq > ? ORDER BY seq LIMIT ?", (run_id, after, limit))
+        return [{"seq": r["seq"], "type": r["type"], "data": json.loads(r["data"]),
+                 "ts": r["ts"]} for r in rows]
+
+    # tool-call ledger
+    def tool_get(self, key: str) -> dict[str, Any] | None:
+        """The ledger row of a tool call, if any."""
+        row = self.db.one("SELECT * FROM tool_calls WHERE key = ?", (key,))
+        if row is None:
+            return None
+        row["result"] = json.loads(row["result"]) if row["result"] else None
+        return row
+
+    def tool_started(self, key: str, thread_id: str, agent: str, tool: str,
+                     args_sha256: str) -> None:
+        """Mark a tool call as started, before it touches anything."""
+        with self.db.tx() as c:
+            c.run("INSERT INTO tool_calls (key, thread_id, agent, tool, args_sha256, status,"
+                  " started_at) VALUES (?, ?, ?, ?, ?, 'STARTED', ?)",
+                  (key, thread_id, agent, tool, args_sha256, time.time()))
+
+    def tool_done(self, key: str, ok: bool, result: Mapping[str, Any]) -> None:
+        """Store a tool call's result and mark it done."""
+        with self.db.tx() as c:
+            c.run("UPDATE tool_calls SET status = 'DONE', ok = ?, result = ?, finished_at = ?"
+                  " WHERE key = ?", (int(ok), json.dumps(result, default=str), time.time(), key))
+
+    # figures for /metrics (all tenants)
+    def run_counts(self) -> dict[str, int]:
+        """Runs per status."""
+        rows = self.db.query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    def model_usage(self) -> list[Row]:
+        """Calls, tokens and cost per (model, role)."""
+        return self.db.query(
+            "SELECT model, role, COUNT(*) AS calls, COALESCE(SUM(cost_usd), 0) AS cost_usd,"
+            " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens"
+            " FROM model_calls WHERE outcome IN ('ok', 'cached') GROUP BY model, role")
+
+    def tool_counts(self) -> dict[str, int]:
+        """Tool calls per tool."""
+        rows = self.db.query("SELECT tool, COUNT(*) AS n FROM tool_calls GROUP BY tool")
+        return {r["tool"]: int(r["n"]) for r in rows}
+
+
+def _thread(row: Row) -> ThreadRow:
+    return ThreadRow(id=row["id"], tenant=row["tenant"], metadata=json.loads(row["metadata"]),
+                     created_at=float(row["created_at"]), updated_at=float(row["updated_at"]))
+
+
+def _run(row: Row) -> RunRow:
+    return RunRow(id=row["id"], thread_id=row["thread_id"], team=row["team"], task=row["task"],
+                  status=row["status"], stop_reason=row["stop_reason"],
+                  final_answer=row["final_answer"], error=row["error"],
+                  tenant=row.get("tenant") or "default", created_by=row.get("created_by"),
+                  metadata=json.loads(row.get("metadata") or "{}"),
+                  created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
+                  budget_usd=row.get("budget_usd"))

@@ -1,0 +1,1 @@
+"""Offline evaluation: scenarios with expected world state, run against scripted models."""

@@ -1,0 +1,1 @@
+"""The orchestration graphs: ledgers, the manager loop and the specialist loop."""

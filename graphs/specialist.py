@@ -1,0 +1,212 @@
+"""The specialist loop: think (one model call) → gate each tool call → act, in its own node.
+
+Each tool call passes through two nodes. ``gate`` checks the allow-list, the arguments and
+the policy, and is the only place that may pause for a human (one ``interrupt`` per node,
+nothing with a side effect before it). ``act`` runs the one cleared call through the
+``ToolExecutor``, which keys it by thread + tool call id so it never runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langgraph.config import get_config
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+from pydantic import ValidationError
+
+import prompts
+from graphs.approval import ask_approval
+from graphs.errors import ModelCallError
+from graphs.ports import GateAction, GateRequest, ModelRequest, RunContext, ToolInvocation
+from graphs.state import PendingCall, SpecialistState, ToolTrace
+from graphs.team import AgentSpec, TeamSpec
+from graphs.views import data_block, prompt_json, sha256
+from tools.spec import args_sha256, validation_message
+
+
+def thread_of() -> str:
+    """The run's thread id, from the config of the node being executed."""
+    return str(get_config().get("configurable", {}).get("thread_id", "local"))
+
+
+def _tool_message(call_id: str, source: str, payload: Any) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id,
+            "content": data_block(source, prompt_json(payload))}
+
+
+def _after_call(state: SpecialistState) -> str:
+    return "gate" if state.get("queue") else "think"
+
+
+def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, Any, Any]:
+    """The specialist subgraph shared by every agent of ``team`` (the agent is in the state)."""
+    limits = team.limits
+
+    def agent_of(state: SpecialistState) -> AgentSpec:
+        agent = team.agent(state["agent"])
+        if agent is None:  # the manager only sends known agents; guard anyway
+            raise ValueError(f"unknown agent {state['agent']!r}")
+        return agent
+
+    async def think(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
+        agent = agent_of(state)
+        steps = state.get("steps", 0)
+        messages = list(state.get("messages") or [])
+        if not messages:
+            system = prompts.render(
+                "specialist_system.j2", agent=agent.name, team=team.name,
+                instructions=agent.instructions, step_id=state["step_id"], brief=state["brief"],
+            )
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": state["instruction"]},
+            ]
+        if steps >= limits.specialist_max_steps:
+            last = next((m.get("content") for m in reversed(messages)
+                         if m["role"] == "assistant" and m.get("content")), "")
+            return Command(goto=END, update={
+                "messages": messages, "ok": False,
+                "summary": f"BLOCKED: step limit of {limits.specialist_max_steps} reached. {last}",
+            })
+        failures = sum(1 for t in state.get("tools_used", []) if not t["ok"])
+        key = f"r{state['round']}/{state['index']}/{state['step_id']}/{agent.name}/s{steps}"
+        signals: dict[str, Any] = {"agent": agent.name, "model_role": agent.model_role,
+                                   "step": steps, "tools": len(agent.tools),
+                                   "prior_failures": failures,
+                                   "arg_errors": state.get("arg_errors", 0)}
+        if state.get("fresh_arg_errors"):
+            # The model's last tool calls were malformed: a typed failure the router escalates.
+            signals["failure"] = "tool_args_invalid"
+        try:
+            response = await runtime.context.router.complete(ModelRequest(
+                role=f"specialist.{agent.name}", messages=messages, call_key=key,
+                tools=[t.openai_schema() for t in agent.tools], signals=signals,
+            ))
+        except ModelCallError as e:
+            return Command(goto=END, update={
+                "messages": messages, "ok": False, "queue": [],
+                "summary": f"BLOCKED: no model could answer ({e})."})
+        calls = [PendingCall(id=c.id or f"{key}/t{i}", name=c.name, arguments=c.arguments)
+                 for i, c in enumerate(response.tool_calls)]
+        assistant: dict[str, Any] = {"role": "assistant", "content": response.content}
+        if calls:
+            assistant["tool_calls"] = [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls
+            ]
+        update: dict[str, Any] = {"messages": [*messages, assistant], "steps": steps + 1,
+                                  "fresh_arg_errors": 0}
+        if calls:
+            return Command(goto="gate", update={**update, "queue": calls})
+        report = (response.content or "").strip() or "BLOCKED: the agent gave no report."
+        ok = not report.upper().startswith("BLOCKED")
+        return Command(goto=END, update={**update, "summary": report, "ok": ok, "queue": []})
+
+    def refuse(state: SpecialistState, call: PendingCall, error: str, rest: list[PendingCall],
+               runtime: Runtime[RunContext], args_hash: str = "",
+               malformed: bool = False) -> Command[str]:
+        runtime.context.events.emit("tool_result", {
+            "agent": state["agent"], "tool": call["name"], "tool_call_id": call["id"],
+            "ok": False, "executed": False, "error": error,
+        })
+        trace = ToolTrace(name=call["name"], args_sha256=args_hash, ok=False,
+                          result_sha256=sha256(error))
+        update: dict[str, Any] = {
+            "queue": rest,
+            "messages": [*state["messages"],
+                         _tool_message(call["id"], f"tool:{call['name']}", {"error": error})],
+            "tools_used": [*state.get("tools_used", []), trace],
+        }
+        if malformed:
+            update["arg_errors"] = state.get("arg_errors", 0) + 1
+            update["fresh_arg_errors"] = state.get("fresh_arg_errors", 0) + 1
+        return Command(goto="gate" if rest else "think", update=update)
+
+    def gate(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
+        agent = agent_of(state)
+        call, *rest = state["queue"]
+        spec = agent.tool(call["name"])
+        if spec is None:
+            allowed = ", ".join(t.name for t in agent.tools)
+            return refuse(state, call, f"tool {call['name']!r} is not available to "
+                          f"{agent.name}; its tools are: {allowed}", rest, runtime,
+                          malformed=True)
+        try:
+            raw = json.loads(call["arguments"] or "{}")
+            if not isinstance(raw, dict):
+                raise ValueError("arguments must be a JSON object")
+            args = spec.validate(raw).model_dump(mode="json")
+        except (ValueError, ValidationError) as e:
+            reason = validation_message(e) if isinstance(e, ValidationError) else str(e)
+            return refuse(state, call, f"invalid arguments: {reason}", rest, runtime,
+                          malformed=True)
+        decision = runtime.context.gate.check(GateRequest(
+            team=team.name, agent=agent.name, tool=spec.name, args=args,
+            side_effect=spec.side_effect, risk=spec.risk, thread_id=thread_of(),
+            tenant=runtime.context.tenant,
+        ))
+        if decision.action == GateAction.DENY:
+            return refuse(state, call, f"denied by policy rule {decision.rule}: "
+                          f"{decision.reason}", rest, runtime, args_sha256(args))
+        note = ""
+        if decision.action == GateAction.REQUIRE_APPROVAL and runtime.context.shadow:
+            # Shadow runs change nothing, so nobody is asked; the record says who would be.
+            note = f"would need approval by {decision.approver_group} (rule {decision.rule})"
+        elif decision.action == GateAction.REQUIRE_APPROVAL and (
+                call.get("approved_rule") != decision.rule):
+            # An edit that lands under another rule (e.g. above this approver's limit) asks
+            # again; one under the same rule was approved by the editor.
+            outcome = ask_approval(call, spec, args, decision, agent.name, thread_of())
+            if outcome.refusal is not None:
+                return refuse(state, call, outcome.refusal, rest, runtime, args_sha256(args))
+            if outcome.edited_args is not None:
+                # An edit goes through validation and the policy again, as a new gate pass.
+                edited = PendingCall(id=call["id"], name=call["name"],
+                                     arguments=json.dumps(outcome.edited_args),
+                                     approved_rule=decision.rule)
+                return Command(goto="gate", update={"queue": [edited, *rest]})
+        return Command(goto="act", update={
+            "queue": rest, "cleared": {"id": call["id"], "name": spec.name, "args": args,
+                                       "note": note},
+        })
+
+    async def act(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
+        cleared = state["cleared"] or {}
+        thread = thread_of()
+        events = runtime.context.events
+        events.emit("tool_called", {
+            "agent": state["agent"], "tool": cleared["name"], "tool_call_id": cleared["id"],
+            "args": cleared["args"], "args_sha256": args_sha256(cleared["args"]),
+        })
+        outcome = await runtime.context.tools.execute(ToolInvocation(
+            key=f"{thread}:{cleared['id']}", thread_id=thread, agent=state["agent"],
+            tool=cleared["name"], args=cleared["args"], note=cleared.get("note") or "",
+        ))
+        events.emit("tool_result", {
+            "agent": state["agent"], "tool": cleared["name"], "tool_call_id": cleared["id"],
+            "ok": outcome.ok, "executed": True, "replayed": outcome.replayed,
+            "result": dict(outcome.data),
+        })
+        trace = ToolTrace(name=cleared["name"], args_sha256=args_sha256(cleared["args"]),
+                          ok=outcome.ok, result_sha256=sha256(dict(outcome.data)))
+        update = {
+            "cleared": None,
+            "messages": [*state["messages"],
+                         _tool_message(cleared["id"], f"tool:{cleared['name']}",
+                                       dict(outcome.data))],
+            "tools_used": [*state.get("tools_used", []), trace],
+        }
+        return Command(goto=_after_call(state), update=update)
+
+    graph: StateGraph[SpecialistState, RunContext, Any, Any] = StateGraph(
+        SpecialistState, context_schema=RunContext
+    )
+    graph.add_node("think", think, destinations=("gate", END))
+    graph.add_node("gate", gate, destinations=("act", "gate", "think"))
+    graph.add_node("act", act, destinations=("gate", "think"))
+    graph.add_edge(START, "think")
+    return graph

@@ -1,0 +1,85 @@
+"""Compact views of the state for prompts: flat in size however long the run goes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from graphs.state import StepResult, TaskLedger, ToolTrace
+
+
+def dumps(value: Any) -> str:
+    """Compact, stable JSON for prompts and hashes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def prompt_json(value: Any) -> str:
+    """JSON for embedding in a prompt: ``</`` is written ``<\\/`` (still valid JSON), so no
+    text inside can close the block it sits in."""
+    return dumps(value).replace("</", "<\\/")
+
+
+def sha256(value: Any) -> str:
+    """Hash of a JSON-shaped value."""
+    return hashlib.sha256(dumps(value).encode()).hexdigest()
+
+
+def data_block(source: str, text: str) -> str:
+    """Wrap untrusted text as labelled data; a forged closing tag cannot escape the block."""
+    safe = text.replace("</data", "<\\/data")
+    return f'<data source="{source}">\n{safe}\n</data>'
+
+
+def done_steps(results: list[StepResult]) -> set[str]:
+    """Plan step ids some agent reported as done."""
+    return {r["step_id"] for r in results if r["ok"]}
+
+
+def plan_status(ledger: TaskLedger, results: list[StepResult]) -> list[dict[str, Any]]:
+    """The plan with a done flag per step."""
+    done = done_steps(results)
+    return [{**step, "done": step["id"] in done} for step in ledger["plan"]]
+
+
+def recent_results(
+    results: list[StepResult], keep: int, chars: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The last ``keep`` results with summaries cut to ``chars``; and how many were left out."""
+    recent = results[-keep:] if keep > 0 else []
+    view = [
+        {
+            "round": r["round"],
+            "step_id": r["step_id"],
+            "agent": r["agent"],
+            "ok": r["ok"],
+            "summary": r["summary"][:chars],
+        }
+        for r in recent
+    ]
+    return view, len(results) - len(recent)
+
+
+def brief(ledger: TaskLedger, results: list[StepResult], keep: int, chars: int) -> str:
+    """What a specialist is told of the run: given facts and recent results."""
+    view, _ = recent_results(results, keep, chars)
+    return prompt_json({"facts_given": ledger["facts"]["given"], "recent_results": view})
+
+
+def fingerprint(agent: str, instruction: str, tools: list[ToolTrace]) -> str:
+    """Identity of a step's behaviour, for mechanical loop detection."""
+    calls = [(t["name"], t["args_sha256"], t["result_sha256"]) for t in tools]
+    return sha256([agent, " ".join(instruction.lower().split()), calls])
+
+
+def fallback_answer(task: str, stop_reason: str, results: list[StepResult]) -> str:
+    """A plain, honest final answer built without a model, for when no model can be reached."""
+    lines = [f"The run ended ({stop_reason}) before a final answer could be written by a model."]
+    done = [r for r in results if r["ok"]]
+    if done:
+        lines.append("Completed steps:")
+        lines.extend(f"- {r['agent']}: {r['summary'][:300]}" for r in done)
+    else:
+        lines.append("No step was completed.")
+    lines.append(f"Request: {task}")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""The `foreman` command as a user meets it: exit codes and output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FOREMAN = str(Path(sys.executable).parent / "foreman")
+
+
+def run(*args: str, data: Path, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FOREMAN_DATA_DIR": str(data), "FOREMAN_OFFLINE": "1",
+           "FOREMAN_CONFIG": str(config or ROOT / "foreman.yaml")}
+    return subprocess.run([FOREMAN, *args], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teams: [not, a, mapping]\n")
+    out = run("run", "hello", data=tmp_path, config=bad)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "bad.yaml" in out.stderr and "teams" in out.stderr
+
+
+def test_cli_run_needs_task_or_resume(tmp_path: Path) -> None:
+    out = run("run", data=tmp_path)
+    assert out.returncode == 2
+
+
+def test_cli_run_demo_prints_progress_and_changes_the_sandbox(tmp_path: Path) -> None:
+    out = run("run", "Customer C-1002 asks where order O-5003 is; reply with its shipping "
+              "status", data=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Offline mode" in out.stdout
+    assert "Plan" in out.stdout and "Round 1" in out.stdout
+    assert "tool send_email" in out.stdout
+    assert "Final answer" in out.stdout and "in transit" in out.stdout
+    shown = run("sandbox", "show", "outbox", data=tmp_path)
+    assert '"customer_id": "C-1002"' in shown.stdout
+    assert run("sandbox", "reset", data=tmp_path).returncode == 0
+    assert run("sandbox", "show", "outbox", data=tmp_path).stdout == ""
+
+
+def test_cli_unknown_team_exits_2(tmp_path: Path) -> None:
+    out = run("run", "hello", "--team", "legal", data=tmp_path)
+    assert out.returncode == 2
+    assert "no team named 'legal'" in out.stdout + out.stderr
+
+
+def test_cli_resume_of_unknown_thread_exits_2(tmp_path: Path) -> None:
+    out = run("run", "--resume", "t-nope", data=tmp_path)
+    assert out.returncode == 2

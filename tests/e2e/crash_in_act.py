@@ -1,0 +1,48 @@
+"""Run as a script by test_crash_in_act: pause the demo refund, approve it, and SIGKILL this
+process inside the side-effecting node, after the ledger's STARTED and the sandbox write
+but before DONE."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+from typing import Any
+
+import app.services
+from app.api.auth import Principal
+from app.approvals import InlineResume
+from app.services import open_services
+from app.settings import load_settings
+from tests.fakes import HashingEmbedder
+from tools import catalog
+
+TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
+
+
+def die_after_write(ctx: Any, args: Any) -> Any:
+    original(ctx, args)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# The test process resumes with the same fast test embedder.
+app.services.make_embedder = lambda config: HashingEmbedder()  # type: ignore[assignment]
+original = catalog.ALL_TOOLS["issue_refund"].func
+catalog.ALL_TOOLS["issue_refund"] = dataclasses.replace(catalog.ALL_TOOLS["issue_refund"],
+                                                        func=die_after_write)
+
+
+async def main() -> None:
+    async with open_services(load_settings()) as s:
+        run = await s.runner.start(TASK, "support", tenant="acme", created_by="alice")
+        print(run.thread_id, flush=True)
+        await s.approvals.decide(Principal("bob", "acme", frozenset({"approver"})),
+                                 run.interrupts[0].value["approval_id"], "approve",
+                                 InlineResume(s.runner))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(3)  # never reached: the refund kills the process

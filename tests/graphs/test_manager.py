@@ -1,0 +1,230 @@
+"""The manager loop through the real graph, tools and sandbox, with scripted models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from app.llm.provider import ProviderReply
+from app.llm.scripted import ScriptedProvider
+from app.services import open_services
+from app.settings import Settings
+from graphs.ports import ModelRequest
+from tests.fakes import event_types, progress_reply
+
+REFUND_TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
+
+
+def with_limits(settings: Settings, team: str, **limits: Any) -> Settings:
+    teams = dict(settings.teams)
+    cfg = teams[team]
+    teams[team] = cfg.model_copy(update={"limits": cfg.limits.model_copy(update=limits)})
+    return settings.model_copy(update={"teams": teams})
+
+
+async def test_manager_plan_is_recorded_with_owners_and_dependencies(services: Any) -> None:
+    result = await services.runner.start(REFUND_TASK, "support")
+
+    events = services.store.events(result.run_id)
+    plan = next(e["data"]["ledger"] for e in events if e["type"] == "plan_created")
+    assert [s["agent"] for s in plan["plan"]] == ["researcher", "billing", "communications",
+                                                 "ticketing"]
+    assert plan["plan"][1]["depends_on"] == ["S1"]
+    assert plan["facts"]["given"] and plan["facts"]["to_look_up"]
+
+
+async def test_manager_progress_emits_one_ledger_per_round_until_verified(services: Any) -> None:
+    result = await services.runner.start(REFUND_TASK, "support")
+
+    events = services.store.events(result.run_id)
+    rounds = [e["data"] for e in events if e["type"] == "ledger_updated"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    assert rounds[-1]["progress"]["is_request_satisfied"]["answer"] is True
+    types = event_types(events)
+    assert types.index("verification") > types.index("ledger_updated")
+    assert types[-1] == "run_completed"
+    roles = [e["data"]["role"] for e in events if e["type"] == "model_call"]
+    assert roles[0] == "manager.plan" and roles[-1] == "manager.final"
+    assert "manager.verify" in roles
+
+
+async def test_manager_fans_out_independent_steps_concurrently(settings: Settings,
+                                                               sandbox_rows: Any) -> None:
+    # S3 (communications) and S4 (ticketing) both depend only on S2. Each one's first model
+    # call waits at a two-party barrier: the run can only finish if they run at once.
+    barrier = asyncio.Barrier(2)
+    waited: list[str] = []
+
+    class BarrierProvider(ScriptedProvider):
+        async def complete(self, model: Any, request: ModelRequest) -> ProviderReply:
+            if request.role in {"specialist.communications", "specialist.ticketing"} and \
+                    request.call_key.endswith("/s0"):
+                await asyncio.wait_for(barrier.wait(), timeout=5)
+                waited.append(request.role)
+            return await super().complete(model, request)
+
+    async with open_services(settings, scripted=BarrierProvider()) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+
+    assert result.status == "success"
+    assert sorted(waited) == ["specialist.communications", "specialist.ticketing"]
+    assert sandbox_rows("SELECT status FROM tickets WHERE id='T-9001'") == [{"status": "closed"}]
+
+
+async def test_manager_stall_triggers_replan_with_evidence(settings: Settings,
+                                                           sandbox_rows: Any) -> None:
+    stalls = {"n": 0}
+    replan_prompts: list[str] = []
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.progress" and stalls["n"] < 3:
+            stalls["n"] += 1
+            return ProviderReply(content=progress_reply(progress=False))
+        if req.role == "manager.plan" and "not working" in str(req.messages[-1]["content"]):
+            replan_prompts.append(str(req.messages[-1]["content"]))
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+        events = s.store.events(result.run_id)
+
+    replans = [e["data"] for e in events if e["type"] == "replanned"]
+    assert len(replans) == 1
+    assert [p for p in replans[0]["problems"] if "stalled" in p] == [
+        "round 1: stalled (test)", "round 2: stalled (test)", "round 3: stalled (test)"]
+    assert "round 3: stalled (test)" in replan_prompts[0]
+    assert result.stop_reason == "satisfied"
+    assert sandbox_rows("SELECT COUNT(*) AS n FROM refunds") == [{"n": 1}]
+
+
+async def test_manager_repairs_malformed_ledger_json(settings: Settings) -> None:
+    sent = {"plan": 0}
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.plan" and sent["plan"] == 0:
+            sent["plan"] += 1
+            # Fenced, single-quoted, trailing comma: repairable without another call.
+            return ProviderReply(content="Here you go:\n```json\n{'facts': {'given': ['x'],},"
+                                 " 'plan': [{'id': 'S1', 'agent': 'researcher', 'goal': "
+                                 "'look', 'depends_on': [],},],}\n```")
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start("Check customer C-1001's account", "support")
+        events = s.store.events(result.run_id)
+
+    plan = next(e["data"] for e in events if e["type"] == "plan_created")
+    assert plan["ledger"]["plan"][0] == {"id": "S1", "agent": "researcher", "goal": "look",
+                                         "depends_on": []}
+    assert [e["data"]["role"] for e in events if e["type"] == "model_call"].count(
+        "manager.plan") == 1
+    assert result.status == "success"
+
+
+async def test_manager_retries_invalid_ledger_once_then_uses_it(settings: Settings) -> None:
+    answers = iter(['{"facts": {}, "plan": []}'])
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.plan":
+            return ProviderReply(content=next(answers, None)) if req.call_key.endswith(
+                "/a0") else None
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+        events = s.store.events(result.run_id)
+
+    plan_calls = [e["data"] for e in events
+                  if e["type"] == "model_call" and e["data"]["role"] == "manager.plan"]
+    assert len(plan_calls) == 2
+    created = next(e["data"] for e in events if e["type"] == "plan_created")
+    assert any("repaired on retry" in n for n in created["notes"])
+    assert len(created["ledger"]["plan"]) == 4
+    assert result.stop_reason == "satisfied"
+
+
+async def test_manager_survives_unknown_and_misspelt_agents(settings: Settings,
+                                                            sandbox_rows: Any) -> None:
+    rounds = {"n": 0}
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role != "manager.progress":
+            return None
+        rounds["n"] += 1
+        if rounds["n"] == 1:
+            return ProviderReply(content=progress_reply(steps=[
+                {"step_id": "S1", "agent": "legal_team", "instruction": "Sue them"}]))
+        if rounds["n"] == 2:
+            return ProviderReply(content=progress_reply(steps=[
+                {"step_id": "S1", "agent": "Researcher ", "instruction":
+                 "Look up customer C-1001, order O-5002 (amount, prior refunds) and "
+                 "C-1001's open tickets."}]))
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+        events = s.store.events(result.run_id)
+
+    ledgers = [e["data"] for e in events if e["type"] == "ledger_updated"]
+    assert any("unknown agent 'legal_team'" in n for n in ledgers[0]["notes"])
+    assert ledgers[0]["stall_count"] == 1
+    assert ledgers[1]["next_steps"][0]["agent"] == "researcher"
+    assert result.status == "success" and result.stop_reason == "satisfied"
+    assert sandbox_rows("SELECT COUNT(*) AS n FROM refunds") == [{"n": 1}]
+
+
+async def test_manager_round_limit_still_synthesises_final_answer(settings: Settings) -> None:
+    settings = with_limits(settings, "support", max_rounds=3, max_stalls=50)
+    final_prompts: list[str] = []
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.progress":
+            return ProviderReply(content=progress_reply(steps=[
+                {"step_id": "S1", "agent": "researcher", "instruction": "Look again"}]))
+        if req.role == "manager.final":
+            final_prompts.append(str(req.messages[-1]["content"]))
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+        events = s.store.events(result.run_id)
+
+    assert result.status == "success"
+    assert result.stop_reason == "round_limit"
+    assert "How the run ended: round_limit" in final_prompts[0]
+    assert "stopped before finishing (round_limit)" in (result.final_answer or "")
+    assert len([e for e in events if e["type"] == "ledger_updated"]) == 3
+
+
+async def test_manager_loop_detection_counts_repeated_identical_steps(settings: Settings) -> None:
+    settings = with_limits(settings, "support", max_rounds=6, max_stalls=2, max_replans=0)
+
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.progress":
+            return ProviderReply(content=progress_reply(steps=[
+                {"step_id": "S1", "agent": "researcher", "instruction":
+                 "Look up customer C-1001, order O-5002 (amount, prior refunds) and "
+                 "C-1001's open tickets."}]))
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(REFUND_TASK, "support")
+        events = s.store.events(result.run_id)
+
+    ledgers = [e["data"] for e in events if e["type"] == "ledger_updated"]
+    assert ledgers[0]["loop_detected"] is False
+    assert any(ledger["loop_detected"] for ledger in ledgers[1:])
+    assert result.stop_reason == "stalled"
+
+
+def test_manager_prompt_stays_flat_as_results_accumulate() -> None:
+    from graphs.views import recent_results
+
+    results = [{"round": i, "step_id": f"S{i}", "agent": "researcher", "instruction": "x",
+                "summary": "y" * 2000, "ok": True, "tools": [], "fingerprint": str(i)}
+               for i in range(40)]
+    view5, _ = recent_results(results[:5], 6, 600)  # type: ignore[arg-type]
+    view40, omitted = recent_results(results, 6, 600)  # type: ignore[arg-type]
+    assert omitted == 34
+    assert len(json.dumps(view40)) <= len(json.dumps(view5)) * 1.3

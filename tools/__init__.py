@@ -1,0 +1,1 @@
+"""Typed tools the agents call, and the SQLite sandbox they act on."""

@@ -1,0 +1,116 @@
+"""Connection scopes and idempotent-write helpers shared by the tool implementations."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from tools.sandbox import connect, ensure
+from tools.spec import Reconciler, ToolContext, ToolError
+
+# Tables whose rows carry an idempotency key; guards the f-string SQL below.
+KEYED_TABLES = frozenset(
+    {"refunds", "outbox", "ticket_updates", "incidents", "incident_updates", "remediations"}
+)
+
+
+def utc_now() -> str:
+    """Current time as an ISO-8601 UTC string."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def row_dict(row: sqlite3.Row | None) -> dict[str, Any]:
+    """A Row as a plain dict ({} for None)."""
+    return dict(row) if row is not None else {}
+
+
+@contextmanager
+def reading(db_path: str) -> Iterator[sqlite3.Connection]:
+    """A connection for reads; the sandbox is created on first use."""
+    ensure(db_path)
+    conn = connect(db_path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def writing(db_path: str) -> Iterator[sqlite3.Connection]:
+    """A connection holding the write lock; commits on success, rolls back on error."""
+    ensure(db_path)
+    conn = connect(db_path)
+    try:
+        # IMMEDIATE takes the lock up front so the replay check and the insert are atomic.
+        conn.execute("BEGIN IMMEDIATE")
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _check_table(table: str) -> None:
+    if table not in KEYED_TABLES:
+        raise ValueError(f"{table} has no idempotency key")
+
+
+def find_by_key(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any] | None:
+    """The row written earlier under ``key``, if any."""
+    _check_table(table)
+    sql = f"SELECT * FROM {table} WHERE idempotency_key = ?"  # noqa: S608 - table is allow-listed
+    row = conn.execute(sql, (key,)).fetchone()
+    return dict(row) if row is not None else None
+
+
+def stored(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any]:
+    """The row just written under ``key``."""
+    row = find_by_key(conn, table, key)
+    if row is None:
+        raise RuntimeError(f"row for key {key!r} missing from {table} after insert")
+    return row
+
+
+def new_id(conn: sqlite3.Connection, table: str, prefix: str, key: str) -> str:
+    """A deterministic id from the idempotency key, lengthened on a prefix collision."""
+    _check_table(table)
+    digest = hashlib.sha256(key.encode()).hexdigest().upper()
+    sql = f"SELECT 1 FROM {table} WHERE id = ?"  # noqa: S608 - table is allow-listed
+    for width in range(8, len(digest) + 1, 4):
+        candidate = f"{prefix}-{digest[:width]}"
+        taken = conn.execute(sql, (candidate,)).fetchone()
+        if taken is None:
+            return candidate
+    raise ToolError(f"could not allocate an id in {table}")
+
+
+def require_key(key: str) -> str:
+    """Writes must carry an idempotency key, or retries could not be recognised."""
+    if not key.strip():
+        raise ToolError("write tools need a non-empty idempotency key")
+    return key
+
+
+def result(row: dict[str, Any], *, replayed: bool) -> dict[str, Any]:
+    """A written row as a tool result: the key stays internal, replays are flagged."""
+    out = {k: v for k, v in row.items() if k != "idempotency_key"}
+    out["replayed"] = replayed
+    return out
+
+
+def keyed_lookup(table: str) -> Reconciler:
+    """A reconciler that finds the row written under the call's idempotency key."""
+    _check_table(table)
+
+    def reconcile(ctx: ToolContext) -> dict[str, Any] | None:
+        with reading(ctx.db_path) as conn:
+            row = find_by_key(conn, table, ctx.idempotency_key)
+        return result(row, replayed=True) if row is not None else None
+
+    return reconcile
