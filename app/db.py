@@ -70,14 +70,14 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(f"PRAGMA synchronous={_synchronous(synchronous)}")
         self._lock = threading.RLock()
 
     @contextmanager
@@ -150,9 +150,16 @@ class PostgresDatabase(Database):
         self._pool.close()
 
 
+def _synchronous(level: str) -> str:
+    """The PRAGMA value for a configured level (checked, as it is spliced into SQL)."""
+    if level not in ("normal", "full"):
+        raise ValueError(f"synchronous must be normal or full, not {level!r}")
+    return level.upper()
+
+
 def open_database(url: str | None, sqlite_path: Path, min_size: int = 1,
-                  max_size: int = 10) -> Database:
+                  max_size: int = 10, synchronous: str = "normal") -> Database:
     """Postgres when ``url`` is set, else SQLite at ``sqlite_path``."""
     if url:
         return PostgresDatabase(url, min_size, max_size)
-    return SqliteDatabase(sqlite_path)
+    return SqliteDatabase(sqlite_path, synchronous)

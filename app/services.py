@@ -71,7 +71,8 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     sandbox.ensure(sandbox_path)
     pool = settings.storage
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
-                                pool.pool_min_size, pool.pool_max_size))
+                                pool.pool_min_size, pool.pool_max_size,
+                                pool.sqlite_synchronous))
     switch = KillSwitch(paused=settings.runs.paused,
                         disabled_tools=set(settings.runs.disabled_tools))
     offline = is_offline(settings)
@@ -85,7 +86,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
                           embedder or make_embedder(settings.knowledge))
     try:
         async with open_saver(settings.database_url, data_dir, pool.pool_min_size,
-                              pool.pool_max_size) as saver:
+                              pool.pool_max_size, pool.sqlite_synchronous) as saver:
             policy = gate or PolicyEngine(settings.policy, settings.source)
             checked = KillSwitchGate(policy, switch)
             runner = Runner(settings, store, saver, router, checked, sandbox_path, knowledge=kb)

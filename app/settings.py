@@ -207,10 +207,17 @@ class AuthConfig(BaseModel):
 
 
 class StorageConfig(BaseModel):
-    """Postgres pool bounds, used when ``database_url`` is set."""
+    """Postgres pool bounds (used when ``database_url`` is set) and SQLite durability.
+
+    ``sqlite_synchronous`` applies to the app tables and the checkpoints (both WAL):
+    ``normal`` (default) syncs to disk at WAL checkpoints, so a committed step survives a
+    killed process but the last few may roll back on power loss; ``full`` syncs every
+    commit, at several milliseconds per step on ordinary disks.
+    """
 
     pool_min_size: int = Field(default=1, ge=1, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=200)
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
 
 class RunsConfig(BaseModel):

@@ -94,6 +94,10 @@ ADDED_COLUMNS = {
                     "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
                     "outcome": "TEXT NOT NULL DEFAULT 'ok'"},
 }
+INDEXES = [
+    # The tenant's daily spend is summed before model calls (app/llm/budget.py).
+    "CREATE INDEX IF NOT EXISTS model_calls_tenant ON model_calls(tenant, created_at)",
+]
 ACTIVE = ("pending", "running")
 
 
@@ -142,6 +146,9 @@ class Store(CostLedger, ApprovalRows, AuditLog):
                 if name not in have:
                     with db.tx() as c:
                         c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+        with db.tx() as c:
+            for statement in INDEXES:  # on added columns, so after the migration
+                c.run(statement)
         self._approval_schema()
         self._audit_schema()
 

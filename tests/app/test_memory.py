@@ -3,6 +3,8 @@ and the graph showing recalled facts as data on the next run of a thread."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,49 @@ async def test_memory_remember_is_written_behind_and_flush_settles_it(services: 
 
     notes = memory.lookup("t-wb", "widgets", k=10)
     assert sorted(n.key for n in notes) == [f"k{i}" for i in range(5)]
+
+
+class _CountingEmbedder(HashingEmbedder):
+    """Counts query embeddings; a gate can hold document writes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = 0
+        self.hold: Any = None
+
+    def embed_query(self, text: str) -> list[float]:
+        self.queries += 1
+        return super().embed_query(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if self.hold is not None:
+            self.hold.wait(10)
+        return super().embed_documents(texts)
+
+
+async def test_memory_recall_of_a_new_thread_embeds_nothing(tmp_path: Path) -> None:
+    embedder = _CountingEmbedder()
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    await memory.remember("t-old", _note("k", "Refunded 189 USD for order O-5002"))
+
+    assert await memory.recall("t-new", "refund O-5002") == []
+    assert embedder.queries == 0
+    assert [n.key for n in await memory.recall("t-old", "refund O-5002")] == ["k"]
+    assert embedder.queries == 1
+
+
+async def test_memory_recall_waits_only_for_its_own_threads_notes(tmp_path: Path) -> None:
+    embedder = _CountingEmbedder()
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    await memory.remember("t-1", _note("k1", "Order O-5002 was refunded"))
+    await memory.recall("t-1", "refund")  # written
+    embedder.hold = threading.Event()  # the next write blocks until released
+    await memory.remember("t-2", _note("k2", "Order O-5003 shipped"))
+
+    # t-1 has nothing queued: its recall answers while t-2's write is still held.
+    assert [n.key for n in await asyncio.wait_for(memory.recall("t-1", "refund"), 5)] == ["k1"]
+    waiting = asyncio.ensure_future(memory.recall("t-2", "shipped"))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # t-2's recall waits for t-2's own note
+    embedder.hold.set()
+    assert [n.key for n in await asyncio.wait_for(waiting, 10)] == ["k2"]

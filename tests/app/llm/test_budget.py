@@ -88,6 +88,28 @@ def test_budget_tenant_daily_cap_counts_every_run_of_the_tenant(tmp_path: Path) 
     store.close()
 
 
+def test_tenant_spend_adds_local_settlements_and_rereads_the_ledger(tmp_path: Path) -> None:
+    store = Store(SqliteDatabase(tmp_path / "foreman.db"))
+    _spent(store, "r-earlier", "acme", 0.004)
+    now = [1_000_000.0]
+    tenants = TenantSpend(store, limit_usd=0.01, clock=lambda: now[0], refresh_s=1.0)
+    budget = RunBudget(BudgetsConfig(), tenant="acme", tenants=tenants, events=EventLog())
+
+    assert tenants.spent("acme") == pytest.approx(0.004)
+    _spent(store, "r-elsewhere", "acme", 0.003)  # another process's call, not seen yet
+    held = budget.reserve(0.002, 10)
+    budget.settle(held, 0.002, 10)  # settled here: counted at once
+    assert tenants.spent("acme") == pytest.approx(0.006)
+    with pytest.raises(BudgetExhausted, match="tenant 'acme' daily budget"):
+        budget.reserve(0.0045, 10)
+    now[0] += 1.0
+    # Re-read: the other process's 0.003 appears; this process's call is not in the
+    # ledger (settle does not write it), so only the ledger's rows count.
+    assert tenants.spent("acme") == pytest.approx(0.007)
+    assert tenants.headroom("acme") == pytest.approx(0.003)
+    store.close()
+
+
 def test_budget_reservations_hold_until_settled(tmp_path: Path) -> None:
     store = Store(SqliteDatabase(tmp_path / "foreman.db"))
     events = EventLog()
