@@ -53,8 +53,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     """Start the HTTP API on 127.0.0.1:8000 (offline when no provider key is configured)."""
     import uvicorn
 
-    from app.api.app import create_app
     from app.api.auth import KeyRing, is_loopback
+    from app.api.bootstrap import ASGIApp, Bootstrap
     from app.errors import ConfigError
     from app.llm.router import is_offline
     from app.logs import configure_json_logging
@@ -83,8 +83,18 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                "is a local admin" if keyring.local_mode
                else f"Auth: {len(settings.auth.api_keys)} API keys")
     configure_json_logging()
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                access_log=False, log_level="info")
+
+    def build() -> ASGIApp:
+        from app.api.app import create_app  # LangGraph, Chroma: imported after the bind
+
+        return create_app(settings)
+
+    boot = Bootstrap(build)
+    uvicorn.run(boot, host=host, port=port, log_config=None, access_log=False,
+                log_level="info")
+    if boot.failed is not None:
+        typer.echo(f"foreman: could not start: {boot.failed}", err=True)
+        raise typer.Exit(1)
 
 
 def _storage_line(settings: Settings) -> str:

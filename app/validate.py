@@ -8,7 +8,7 @@ import prompts
 from app.errors import ConfigError
 from app.llm.catalog import Catalog
 from app.policy.rules import compile_policy
-from graphs.approval import BUDGET_ACTION
+from graphs.ports import BUDGET_ACTION
 from tools.catalog import tool_names
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from graphs.ports import GateDecision
+from graphs.ports import BUDGET_ACTION, GateDecision
 from graphs.state import PendingCall
 from tools.spec import ToolSpec, args_sha256
 
@@ -133,9 +133,6 @@ def plan_interrupt_value(ledger: dict[str, Any], thread_id: str, revision: int) 
 def review_plan(ledger: dict[str, Any], thread_id: str, revision: int) -> Decision:
     """Pause for a plan review. Must be the only interrupt in its node."""
     return parse_decision(interrupt(plan_interrupt_value(ledger, thread_id, revision)))
-
-
-BUDGET_ACTION = "extend_budget"
 
 
 def budget_interrupt_value(args: dict[str, Any], decision: GateDecision,

@@ -16,10 +16,11 @@ from langgraph.types import Command, Send
 from pydantic import ValidationError
 
 import prompts
-from graphs.approval import BUDGET_ACTION, ask_budget, review_plan
+from graphs.approval import ask_budget, review_plan
 from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ledger import ProgressLedgerOut, TaskLedgerOut, VerdictOut, resolve_steps
 from graphs.ports import (
+    BUDGET_ACTION,
     GateAction,
     GateRequest,
     Memory,

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 
 from tools.spec import Risk, SideEffect
 
+# The action name of a budget-extension approval (a policy rule may name it like a tool).
+BUDGET_ACTION = "extend_budget"
+
 Message = dict[str, Any]
 """One chat message in OpenAI wire shape (role, content, tool_calls, tool_call_id)."""
 
