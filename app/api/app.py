@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import (
     admin,
@@ -34,6 +35,34 @@ from app.settings import Settings
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
+
+
+class Timing:
+    """Request latency to the response's first byte, by method, route and status.
+
+    Plain ASGI: a ``BaseHTTPMiddleware`` adds a task group and two streams to every request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                api: Api | None = getattr(scope["app"].state, "api", None)
+                if api is not None:
+                    route = getattr(scope.get("route"), "path", "unmatched")
+                    api.metrics.latency.labels(scope["method"], route,
+                                               str(message["status"])).observe(
+                        time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
 
 
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
@@ -64,18 +93,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
                               "threads and runs, typed run events.")
     errors.install(app)
 
-    @app.middleware("http")
-    async def timing(request: Request,
-                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        api: Api | None = getattr(request.app.state, "api", None)
-        if api is not None:
-            api.metrics.latency.labels(request.method, getattr(route, "path", "unmatched"),
-                                       str(response.status_code)).observe(
-                time.perf_counter() - started)
-        return response
+    app.add_middleware(Timing)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
                    audit, inbox):

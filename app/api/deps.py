@@ -65,8 +65,8 @@ def assistant_uuid(team: str) -> str:
     return str(uuid.uuid5(ASSISTANT_NS, f"foreman:{team}"))
 
 
-def get_api(request: Request) -> Api:
-    """The app's composed state."""
+async def get_api(request: Request) -> Api:
+    """The app's composed state (async: a sync dependency costs a worker-thread hop)."""
     api: Api = request.app.state.api
     return api
 

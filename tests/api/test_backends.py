@@ -55,6 +55,9 @@ def test_backend_run_approval_resume_flow(tmp_path: Path, backend_env: dict[str,
     assert len(history) == 5
     assert 'foreman_runs{status="success"} 1.0' in metrics
     assert 'foreman_tool_calls_total{tool="issue_refund"} 1.0' in metrics
+    # Request latency by route template and status; the two waits were timed.
+    assert ('foreman_http_request_duration_seconds_count{method="POST",'
+            'route="/threads/{thread_id}/runs/wait",status="200"} 2.0') in metrics
 
 
 def test_backend_sigkill_mid_run_then_restart_finishes_the_run(
