@@ -1,8 +1,16 @@
-"""The LangGraph checkpointer: SQLite under the data dir (WAL, busy timeout) or Postgres;
-a thread's size in it, and pruning of finished threads."""
+"""The LangGraph checkpointer: SQLite under the data dir (WAL, busy timeout) or Postgres,
+with compressed payloads; a thread's size in it, and pruning of finished threads.
+
+What a checkpoint stores: the SQLite saver writes every channel's value into every
+checkpoint, so the state keeps what grows over a run (step results, facts, the ledger, a
+specialist's messages) in ``DeltaChannel`` s (see ``graphs/state.py``), which a checkpoint
+stores as the writes of the step that made them. What is left per checkpoint (small values,
+channel versions) is repetitive, so payloads above a few hundred bytes are zlib-compressed.
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,16 +19,49 @@ from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+COMPRESSED = "+zlib"  # suffix of the type tag of a compressed payload
+
+
+class CompressingSerializer(JsonPlusSerializer):
+    """LangGraph's default serializer, with payloads of ``threshold`` bytes or more stored
+    zlib-compressed (when that is smaller) and their type tagged ``<type>+zlib``.
+
+    Loading takes both forms, so checkpoints written before compression still load. A
+    subclass rather than a wrapper, so LangGraph's msgpack allow-list (strict mode) still
+    applies to it.
+    """
+
+    def __init__(self, *, threshold: int = 256, level: int = 6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.level = level
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        typ, data = super().dumps_typed(obj)
+        if len(data) >= self.threshold:
+            packed = zlib.compress(data, self.level)
+            if len(packed) < len(data):
+                return typ + COMPRESSED, packed
+        return typ, data
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        typ, blob = data
+        if typ.endswith(COMPRESSED):
+            return super().loads_typed((typ.removesuffix(COMPRESSED), zlib.decompress(blob)))
+        return super().loads_typed(data)
 
 
 @asynccontextmanager
-async def sqlite_saver(path: Path,
-                       synchronous: str = "normal") -> AsyncIterator[AsyncSqliteSaver]:
+async def sqlite_saver(path: Path, synchronous: str = "normal", *,
+                       compress: bool = True) -> AsyncIterator[AsyncSqliteSaver]:
     """An ``AsyncSqliteSaver`` on its own connection, set up and closed with the block.
 
     WAL with ``synchronous`` (see ``StorageConfig``): at ``normal`` a step's commit costs no
     fsync, and a killed process still finds every committed step on restart.
+    ``compress=False`` keeps LangGraph's default serializer (the benchmarks' baseline).
     """
     level = {"normal": "NORMAL", "full": "FULL"}.get(synchronous)
     if level is None:
@@ -31,7 +72,7 @@ async def sqlite_saver(path: Path,
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={level}")
         await conn.execute("PRAGMA busy_timeout=5000")
-        saver = AsyncSqliteSaver(conn)
+        saver = AsyncSqliteSaver(conn, serde=CompressingSerializer() if compress else None)
         await saver.setup()
         yield saver
     finally:
@@ -51,7 +92,7 @@ async def postgres_saver(url: str, min_size: int = 1,
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0})
     await pool.open(wait=True, timeout=10)
     try:
-        saver = AsyncPostgresSaver(pool)
+        saver = AsyncPostgresSaver(pool, serde=CompressingSerializer())
         await saver.setup()
         yield saver
     finally:
@@ -69,6 +110,8 @@ async def open_saver(database_url: str | None, data_dir: Path, min_size: int = 1
     else:
         async with sqlite_saver(data_dir / "checkpoints.db", synchronous) as lite:
             yield lite
+
+
 @dataclass(frozen=True)
 class ThreadSize:
     """What a thread holds in the checkpointer."""
@@ -98,9 +141,12 @@ async def thread_size(saver: BaseCheckpointSaver[Any], thread_id: str) -> Thread
 async def prune_finished(saver: BaseCheckpointSaver[Any], thread_id: str) -> None:
     """Drop a finished thread's specialist-loop checkpoints (every namespace but the root).
 
-    They are most of a thread's bytes and only matter while a run is in flight; the root
-    checkpoints stay, so the thread's history and its next run are untouched. Only the
-    SQLite saver is pruned here; Postgres deployments prune with their own retention job.
+    They only matter while a run is in flight; the root checkpoints and writes stay, so the
+    thread's history and its next run are untouched. The root state's delta channels are
+    rebuilt from root rows alone (their ancestors' writes back to the last snapshot), so
+    nothing deleted here is ever read again. Only the SQLite saver is pruned here; a
+    Postgres retention job must likewise keep a thread's root checkpoints and writes (or
+    drop the whole thread): deleting old root rows alone would lose those channels' values.
     """
     if not isinstance(saver, AsyncSqliteSaver):
         return

@@ -45,7 +45,8 @@ def new_run_id() -> str:
 
 def fresh_input(task: str) -> dict[str, Any]:
     """Graph input for a new task; a follow-up on a thread starts without the last task's
-    step results (``results`` is an add-reducer, so it has to be overwritten)."""
+    step results (``results`` is append-only, so it has to be overwritten; the overwrite
+    also stores it whole, empty, in the run's first checkpoint)."""
     return {"task": task, "results": Overwrite([]), "notes": [], "evidence": []}
 
 

@@ -245,7 +245,7 @@ class Settings(BaseSettings):
     offline: bool = False
     scripted_latency_ms: float = Field(default=0.0, ge=0)
     scripted_weak_roles: list[str] = Field(default_factory=list)
-    # A finished run's intermediate checkpoints are dropped; the latest one is kept.
+    # A finished run's specialist-loop checkpoints are dropped; the root history is kept.
     prune_checkpoints: bool = True
     default_team: str = "support"
     models: list[ModelEntry] = Field(default_factory=list)

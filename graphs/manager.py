@@ -31,7 +31,7 @@ from graphs.ports import (
     Trust,
 )
 from graphs.specialist import build_specialist, thread_of
-from graphs.state import DelegateInput, Fact, ManagerState, StepResult, TaskLedger
+from graphs.state import DelegateInput, Fact, ManagerState, StepResult, TaskLedger, settled
 from graphs.structured import ask_structured
 from graphs.team import TeamSpec
 from graphs.views import (
@@ -365,7 +365,8 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             answer = fallback_answer(state["task"], reason, results)
         done = done_steps(results)
         return {"final_answer": answer, "stop_reason": reason,
-                "notes": [f"{len(done)} of {len(state['ledger']['plan'])} plan steps done"]}
+                "notes": [f"{len(done)} of {len(state['ledger']['plan'])} plan steps done"],
+                **settled(state)}
 
     graph: StateGraph[ManagerState, RunContext, Any, Any] = StateGraph(
         ManagerState, context_schema=RunContext)

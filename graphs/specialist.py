@@ -21,7 +21,7 @@ import prompts
 from graphs.approval import ask_approval
 from graphs.errors import ModelCallError
 from graphs.ports import GateAction, GateRequest, ModelRequest, RunContext, ToolInvocation
-from graphs.state import PendingCall, SpecialistState, ToolTrace
+from graphs.state import PendingCall, SpecialistState, ToolTrace, new_messages
 from graphs.team import AgentSpec, TeamSpec
 from graphs.views import data_block, prompt_json, sha256
 from tools.spec import args_sha256, validation_message
@@ -54,21 +54,25 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
     async def think(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
         agent = agent_of(state)
         steps = state.get("steps", 0)
-        messages = list(state.get("messages") or [])
-        if not messages:
+        history = list(state.get("messages") or [])
+        # ``messages`` is append-only: ``added`` is all this call writes to it. The first call
+        # opens the conversation; the brief then lives in the system message only.
+        added: tuple[dict[str, Any], ...] = ()
+        opened: dict[str, Any] = {}
+        if not history:
             system = prompts.render(
                 "specialist_system.j2", agent=agent.name, team=team.name,
                 instructions=agent.instructions, step_id=state["step_id"], brief=state["brief"],
             )
-            messages = [
-                {"role": "system", "content": system},
-                {"role": "user", "content": state["instruction"]},
-            ]
+            added = new_messages({"role": "system", "content": system},
+                                 {"role": "user", "content": state["instruction"]})
+            opened = {"brief": ""}
+        messages = [*history, *added]
         if steps >= limits.specialist_max_steps:
             last = next((m.get("content") for m in reversed(messages)
                          if m["role"] == "assistant" and m.get("content")), "")
             return Command(goto=END, update={
-                "messages": messages, "ok": False,
+                "messages": added, **opened, "ok": False,
                 "summary": f"BLOCKED: step limit of {limits.specialist_max_steps} reached. {last}",
             })
         failures = sum(1 for t in state.get("tools_used", []) if not t["ok"])
@@ -87,7 +91,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             ))
         except ModelCallError as e:
             return Command(goto=END, update={
-                "messages": messages, "ok": False, "queue": [],
+                "messages": added, **opened, "ok": False, "queue": [],
                 "summary": f"BLOCKED: no model could answer ({e})."})
         calls = [PendingCall(id=c.id or f"{key}/t{i}", name=c.name, arguments=c.arguments)
                  for i, c in enumerate(response.tool_calls)]
@@ -98,8 +102,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                  "function": {"name": c["name"], "arguments": c["arguments"]}}
                 for c in calls
             ]
-        update: dict[str, Any] = {"messages": [*messages, assistant], "steps": steps + 1,
-                                  "fresh_arg_errors": 0}
+        update: dict[str, Any] = {"messages": new_messages(*added, assistant), **opened,
+                                  "steps": steps + 1, "fresh_arg_errors": 0}
         if calls:
             return Command(goto="gate", update={**update, "queue": calls})
         report = (response.content or "").strip() or "BLOCKED: the agent gave no report."
@@ -117,8 +121,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                           result_sha256=sha256(error))
         update: dict[str, Any] = {
             "queue": rest,
-            "messages": [*state["messages"],
-                         _tool_message(call["id"], f"tool:{call['name']}", {"error": error})],
+            "messages": new_messages(
+                _tool_message(call["id"], f"tool:{call['name']}", {"error": error})),
             "tools_used": [*state.get("tools_used", []), trace],
         }
         if malformed:
@@ -195,9 +199,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                           ok=outcome.ok, result_sha256=sha256(dict(outcome.data)))
         update = {
             "cleared": None,
-            "messages": [*state["messages"],
-                         _tool_message(cleared["id"], f"tool:{cleared['name']}",
-                                       dict(outcome.data))],
+            "messages": new_messages(_tool_message(cleared["id"], f"tool:{cleared['name']}",
+                                                   dict(outcome.data))),
             "tools_used": [*state.get("tools_used", []), trace],
         }
         return Command(goto=_after_call(state), update=update)

@@ -1,9 +1,55 @@
-"""Graph state: JSON-shaped TypedDicts, kept compact so checkpoints stay small."""
+"""Graph state: JSON-shaped TypedDicts, kept compact so checkpoints stay small.
+
+The lists that grow as a run goes on (``results``, ``established``, a specialist's
+``messages``) and the task ledger are ``DeltaChannel`` s: the writes that change them are
+stored once, with the step that made them, a checkpoint carries their value only when it
+snapshots it, and LangGraph rebuilds the value from the saver's history (the writes since
+the nearest snapshot) when a checkpoint is loaded. The rest of the state is small and is
+stored whole in every checkpoint.
+"""
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, NotRequired, TypedDict
+
+from langgraph.channels.delta import DeltaChannel
+from langgraph.types import Overwrite
+
+
+def append_writes(current: list[Any], writes: Sequence[Iterable[Any]]) -> list[Any]:
+    """Reducer of an append-only list: each write is a list of new items, appended in order.
+
+    Returns a new list (a node may still hold the old one). Deterministic and the same however
+    the writes are batched, as ``DeltaChannel`` requires: folding ``xs`` then ``ys`` gives
+    the list that folding ``xs + ys`` at once does.
+    """
+    out = list(current)
+    for items in writes:
+        out.extend(items)
+    return out
+
+
+def last_write(current: Any, writes: Sequence[Any]) -> Any:
+    """Reducer of a value each write replaces whole: the last write wins (batching-invariant
+    too: the last of ``xs + ys`` is the last of ``ys``, or of ``xs`` when ``ys`` is empty)."""
+    return writes[-1] if writes else current
+
+
+def new_messages(*messages: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """A write of ``messages`` to a specialist's append-only ``messages`` channel.
+
+    A tuple, not a list: LangGraph gives the messages written to a ``DeltaChannel`` ids, and
+    so turns role dicts *in a list* into LangChain message objects; a tuple is stored as it
+    is (and reads back as a list of the same dicts), which keeps the model port's plain
+    OpenAI-style dicts.
+    """
+    return messages
+
+
+# A delta channel snapshots its whole value into a checkpoint after this many updates, which
+# bounds how far back a load has to replay; a run has one update per manager round.
+LIST_SNAPSHOT_EVERY = 100
 
 
 class PlanStep(TypedDict):
@@ -77,12 +123,17 @@ class ManagerState(TypedDict, total=False):
     """The manager loop's state."""
 
     task: str
-    ledger: TaskLedger
+    # Rewritten whole by plan, a reviewer's edit and replan only (and by final, see
+    # ``settled``): each new ledger is stored with its write and once as a snapshot, so a
+    # load never replays past the latest one.
+    ledger: Annotated[TaskLedger, DeltaChannel(last_write, snapshot_frequency=1)]
     round: int
     stall_count: int
     replans: int
-    results: Annotated[list[StepResult], operator.add]
-    established: Annotated[list[Fact], operator.add]
+    results: Annotated[list[StepResult],
+                       DeltaChannel(append_writes, snapshot_frequency=LIST_SNAPSHOT_EVERY)]
+    established: Annotated[list[Fact],
+                           DeltaChannel(append_writes, snapshot_frequency=LIST_SNAPSHOT_EVERY)]
     notes: list[str]
     evidence: list[str]
     last_progress: dict[str, Any]
@@ -93,6 +144,19 @@ class ManagerState(TypedDict, total=False):
     rejections: int
     budget_resume: str  # the node to go back to when a budget extension is approved
     budget_extensions: int
+
+
+def settled(state: ManagerState) -> dict[str, Any]:
+    """Writes that store the manager's delta channels whole in a run's last checkpoint.
+
+    Written by the final node: a finished thread (the one most read, by the API and by the
+    thread's next run) then loads from that checkpoint alone instead of replaying the run's
+    writes. An ``Overwrite`` (of the same value) is what makes LangGraph snapshot a
+    ``DeltaChannel``; the ledger snapshots on every write anyway.
+    """
+    return {"results": Overwrite(list(state.get("results", []))),
+            "established": Overwrite(list(state.get("established", []))),
+            "ledger": state["ledger"]}
 
 
 class DelegateInput(TypedDict):
@@ -124,8 +188,10 @@ class SpecialistState(TypedDict, total=False):
     step_id: str
     agent: str
     instruction: str
-    brief: str
-    messages: list[dict[str, Any]]
+    brief: str  # read once, into the system message; cleared after the first model call
+    # Append-only: think, refuse and act return just the messages they add.
+    messages: Annotated[list[dict[str, Any]],
+                        DeltaChannel(append_writes, snapshot_frequency=LIST_SNAPSHOT_EVERY)]
     steps: int
     queue: list[PendingCall]
     cleared: dict[str, Any] | None

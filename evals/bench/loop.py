@@ -90,7 +90,8 @@ async def loop_figures(config: Path | None, workdir: Path, reps: int) -> list[Ro
     sizes: dict[int, dict[str, Any]] = {}
     async with open_services(settings, scripted=ScriptedProvider(switch)) as services, \
             sqlite_saver(workdir / "loop" / "baseline-checkpoints.db",
-                         settings.storage.sqlite_synchronous) as base_saver:
+                         settings.storage.sqlite_synchronous,
+                         compress=False) as base_saver:
         durable = services.runner
         in_memory = _runner(services, settings, InMemorySaver())
         unpruned = _runner(services, replace_settings(settings, prune_checkpoints=False),
