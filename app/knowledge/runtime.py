@@ -52,6 +52,11 @@ class KnowledgeRuntime:
         return store, ChromaMemory(client, embedder, recall_k=config.memory_recall)
 
     @property
+    def opened(self) -> bool:
+        """Chroma is open (and the bundled knowledge ingested): nothing waits any more."""
+        return self._opened.done() and self._opened.exception() is None
+
+    @property
     def store(self) -> KnowledgeStore:
         """The knowledge store, waiting for it if it is still opening."""
         return self._opened.result()[0]
@@ -95,6 +100,8 @@ class TenantMemory(Memory):
         self.tenant = tenant
 
     async def _memory(self) -> ChromaMemory:
+        if self.runtime.opened:  # no wait, so no thread hop
+            return self.runtime.memory_for(self.tenant)
         return await asyncio.to_thread(self.runtime.memory_for, self.tenant)
 
     async def recall(self, thread_id: str, query: str) -> list[MemoryNote]:
