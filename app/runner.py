@@ -152,15 +152,15 @@ class Runner:
         if run.status == "success":
             raise RunStateError(f"run {run.id} on thread {thread_id} already finished")
         events = RunEvents(self.store, run.id, listeners)
-        config = self.config(thread_id, run.team)
-        snapshot = await self.graph(run.team).aget_state(config)
         payload: Any
         if decision is not None:
             payload = Command(resume=decision)
-        elif snapshot.next:
-            payload = None  # continue from the last checkpoint
         else:
-            payload = fresh_input(run.task)  # died before the first checkpoint
+            # Read the state only here: a decision never needs it, and loading a paused
+            # thread replays its delta channels.
+            snapshot = await self.graph(run.team).aget_state(self.config(thread_id, run.team))
+            # Continue from the last checkpoint, or start over if none was written.
+            payload = None if snapshot.next else fresh_input(run.task)
         events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
         return await self._drive(run.id, thread_id, run.team, payload, events)
 
