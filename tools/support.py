@@ -301,6 +301,7 @@ GET_TICKET = ToolSpec(
     side_effect=SideEffect.READ,
     risk=Risk.LOW,
     func=get_ticket,
+    untrusted_output=True,  # subjects and notes are the customer's own words
 )
 FIND_TICKETS = ToolSpec(
     name="find_tickets",
@@ -309,6 +310,7 @@ FIND_TICKETS = ToolSpec(
     side_effect=SideEffect.READ,
     risk=Risk.LOW,
     func=find_tickets,
+    untrusted_output=True,  # ticket subjects are the customer's own words
 )
 ISSUE_REFUND = ToolSpec(
     name="issue_refund",

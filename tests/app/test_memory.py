@@ -114,6 +114,20 @@ async def test_run_labels_facts_from_documents_untrusted(services: Services) -> 
     assert notes["communications"].trust is Trust.AGENT
 
 
+async def test_run_labels_facts_from_customer_tickets_untrusted(services: Services) -> None:
+    task = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
+    result = await services.runner.start(task, "support", thread_id="t-tickets")
+    assert result.status == "success"
+
+    await services.memory.flush()
+    notes = {n.agent: n for n in services.memory.lookup("t-tickets", "order O-5002", k=10)}
+
+    # The researcher read the customer's tickets (their own words): never trusted.
+    assert any(t.startswith("find_tickets@") for t in notes["researcher"].tools)
+    assert notes["researcher"].trust is Trust.UNTRUSTED
+    assert notes["billing"].trust is Trust.AGENT
+
+
 async def test_memory_remember_is_written_behind_and_flush_settles_it(services: Services) -> None:
     memory = services.memory
     for i in range(5):
