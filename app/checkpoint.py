@@ -22,6 +22,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from app.db import synchronous_pragma
+
 COMPRESSED = "+zlib"  # suffix of the type tag of a compressed payload
 
 
@@ -63,9 +65,7 @@ async def sqlite_saver(path: Path, synchronous: str = "normal", *,
     fsync, and a killed process still finds every committed step on restart.
     ``compress=False`` keeps LangGraph's default serializer (the benchmarks' baseline).
     """
-    level = {"normal": "NORMAL", "full": "FULL"}.get(synchronous)
-    if level is None:
-        raise ValueError(f"synchronous must be normal or full, not {synchronous!r}")
+    level = synchronous_pragma(synchronous)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(path)
     try:

@@ -77,7 +77,7 @@ class SqliteDatabase(Database):
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute(f"PRAGMA synchronous={_synchronous(synchronous)}")
+        self._conn.execute(f"PRAGMA synchronous={synchronous_pragma(synchronous)}")
         self._lock = threading.RLock()
 
     @contextmanager
@@ -150,7 +150,7 @@ class PostgresDatabase(Database):
         self._pool.close()
 
 
-def _synchronous(level: str) -> str:
+def synchronous_pragma(level: str) -> str:
     """The PRAGMA value for a configured level (checked, as it is spliced into SQL)."""
     if level not in ("normal", "full"):
         raise ValueError(f"synchronous must be normal or full, not {level!r}")

@@ -17,8 +17,8 @@ from app.services import open_services
 from app.settings import Settings
 from evals.bench.scenario import TASK as BENCH_TASK
 from evals.bench.scenario import TEAM, bench_settings, rounds_behaviour
-from graphs.ports import GateAction, GateDecision, GateRequest
 from tests.conftest import ROOT
+from tests.fakes import RefundNeedsApproval
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 
@@ -61,16 +61,6 @@ async def test_prune_checkpoints_off_keeps_the_history(settings: Settings) -> No
         size = await thread_size(s.runner.saver, "t-keep")
 
     assert size is not None and size.checkpoints > 10 and size.bytes > 0
-
-
-class RefundNeedsApproval:
-    """Test gate: every refund waits for a human."""
-
-    def check(self, request: GateRequest) -> GateDecision:
-        if request.tool == "issue_refund":
-            return GateDecision(GateAction.REQUIRE_APPROVAL, reason="refunds need approval",
-                                rule="test-refunds", approver_group="billing-leads")
-        return GateDecision(GateAction.ALLOW)
 
 
 def _specialist_is_complete(messages: list[Any], summary: str) -> None:
