@@ -5,6 +5,7 @@ circuit breakers, tenant reservations); ``RunRouter`` is the per-run ``ModelRout
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -18,7 +19,15 @@ from app.llm.catalog import Catalog, CatalogModel
 from app.llm.fallback import Chain, CircuitBreaker, Fault
 from app.llm.journal import Journal
 from app.llm.policy import Tiers, make_policy
-from app.llm.provider import Provider, ProviderReply
+from app.llm.provider import (
+    BAD_OUTPUT,
+    Provider,
+    ProviderFault,
+    ProviderReply,
+    StreamingProvider,
+    bad_output,
+)
+from app.llm.stream import TokenDelta, streams, token_receiver
 from app.settings import Settings, Tier
 from app.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted, ModelCallError
@@ -154,6 +163,21 @@ class Router:
     def _ranks(self, tier: Tier) -> int:
         return self.tiers.order.index(tier)
 
+    def escalate(self, request: ModelRequest, budget: RunBudget, after: Route) -> Route | None:
+        """The next stronger tier that has a model the budget covers, after bad output."""
+        home = self.home(request)
+        for tier in self.tiers.order[self._ranks(after.tier) + 1:]:
+            models = self.deployments(tier, request, home)
+            if not models:
+                continue
+            first = models[0]
+            tokens = self.provider(first).count_tokens(first.entry, request)
+            out = request.max_tokens or first.entry.max_tokens
+            if budget.shortfall(first.worst_case(tokens, out), tokens + out) is None:
+                return Route(tier, models, f"{after.reason}; escalated {after.tier}→{tier} "
+                                           "after bad output")
+        return None
+
     def for_run(
         self, journal: Journal, events: EventSink, budget_usd: float | None = None
     ) -> RunRouter:
@@ -205,6 +229,8 @@ class RunRouter:
                     route.reason + "; cache hit",
                 )
         failures: list[Fault] = []
+        attempts = itertools.count()
+        receiver = token_receiver.get() if streams(request.role) else None
 
         async def send(name: str) -> tuple[ProviderReply, Reservation, float]:
             model = self.router.catalog.get(name)
@@ -214,20 +240,62 @@ class RunRouter:
             held = self.budget.reserve(model.worst_case(tokens, out), tokens + out)
             started = time.perf_counter()
             try:
-                reply = await provider.complete(model.entry, unique)
+                if receiver is not None and hasattr(provider, "stream"):
+                    streaming: StreamingProvider = provider  # type: ignore[assignment]
+                    attempt = next(attempts)
+
+                    def on_token(text: str) -> None:
+                        receiver(TokenDelta(self.journal.run_id, request.call_key,
+                                            request.role, name, attempt, text))
+
+                    reply = await streaming.stream(model.entry, unique, on_token)
+                else:
+                    reply = await provider.complete(model.entry, unique)
+                fault = bad_output(model.entry, request, reply)
+            except ProviderFault as f:
+                if f.reply is None:
+                    self.budget.release(held)
+                    raise
+                fault = f
             except BaseException:  # cancelled by the timeout too: the hold must go back
                 self.budget.release(held)
                 raise
+            if fault is not None:
+                # Bad output was still produced and paid for: settle, then refuse it.
+                spent = fault.reply or reply
+                self.budget.settle(held, model.cost(spent.prompt_tokens, spent.completion_tokens,
+                                                    spent.cached_tokens),
+                                   spent.prompt_tokens + spent.completion_tokens)
+                raise fault
             return reply, held, (time.perf_counter() - started) * 1000
 
         def on_fault(fault: Fault) -> None:
             failures.append(fault)
             self._failed(request, route, fault, len(failures))
 
-        timeouts = {m.name: m.entry.timeout_s for m in route.models}
-        name, (reply, held, latency_ms) = await self.router.chain.run(
-            [m.name for m in route.models], send, on_fault, timeouts
-        )
+        while True:
+            timeouts = {m.name: m.entry.timeout_s for m in route.models}
+            seen = len(failures)
+            try:
+                name, (reply, held, latency_ms) = await self.router.chain.run(
+                    [m.name for m in route.models], send, on_fault, timeouts
+                )
+                break
+            except ModelCallError:
+                faults = [f.fault for f in failures[seen:]]
+                if not faults or any(f is None or f.kind not in BAD_OUTPUT for f in faults):
+                    raise
+                higher = self.router.escalate(request, self.budget, route)
+                if higher is not None:
+                    route = higher
+                    continue
+                last = failures[-1]
+                if last.fault is None or last.fault.kind != "invalid_tool_call" or \
+                        last.fault.reply is None:
+                    raise
+                # Tool calls the graph refuses with feedback beat no answer at all.
+                name, reply, held, latency_ms = last.model, last.fault.reply, None, 0.0
+                break
         model = self.router.catalog.get(name)
         reason = route.reason
         if failures:
@@ -240,6 +308,9 @@ class RunRouter:
             )
         if cache is not None:
             cache.put(model.entry, unique, reply)
+        if held is None:  # salvaged: already paid for when its fault was settled
+            return self._answered(request, route, model, reply, latency_ms, "salvaged",
+                                  reason + "; invalid tool calls passed on to the agent")
         response = self._answered(request, route, model, reply, latency_ms, "ok", reason)
         self.budget.settle(
             held, response.usage.cost_usd, reply.prompt_tokens + reply.completion_tokens
@@ -288,7 +359,7 @@ class RunRouter:
     ) -> ModelResponse:
         cost = (
             0.0
-            if outcome == "cached"
+            if outcome in ("cached", "salvaged")
             else model.cost(reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens)
         )
         response = ModelResponse(
@@ -305,13 +376,15 @@ class RunRouter:
     def _failed(self, request: ModelRequest, route: Route, fault: Fault, n: int) -> None:
         model = self.router.catalog.get(fault.model)
         outcome = "circuit_open" if fault.fault is None else fault.fault.kind
+        spent = fault.fault.reply if fault.fault is not None else None
         row = self._row(
             request,
             f"{request.call_key}#{n}",
             model,
             route.reason,
-            None,
-            0.0,
+            spent,
+            model.cost(spent.prompt_tokens, spent.completion_tokens, spent.cached_tokens)
+            if spent else 0.0,
             fault.latency_ms,
             outcome,
         )
