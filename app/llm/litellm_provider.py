@@ -15,6 +15,7 @@ from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
 _litellm: ModuleType | None = None
+LOCAL_KEY = "no-key-needed"
 
 
 def load_litellm() -> ModuleType:
@@ -138,6 +139,10 @@ class LiteLLMProvider:
             kwargs["api_base"] = model.api_base
         if model.api_key_env and os.environ.get(model.api_key_env):
             kwargs["api_key"] = os.environ[model.api_key_env]
+        elif model.api_base and not model.api_key_env:
+            # A local server (llama.cpp, vLLM, Ollama) needs no key, but the OpenAI client
+            # refuses to start without one.
+            kwargs["api_key"] = LOCAL_KEY
         if request.tools:
             kwargs["tools"] = request.tools
         fmt = response_format(model, request, self.schema_ok(model))
@@ -184,6 +189,11 @@ class LiteLLMProvider:
                     break
         except Exception as e:
             raise fault_from(model, e) from e
+        if hasattr(stream, "received_finish_reason"):
+            # litellm closes every stream with a made-up "stop"; what the server really
+            # sent is kept on the wrapper.
+            finished = bool(stream.received_finish_reason
+                            or getattr(stream, "intermittent_finish_reason", None))
         built = litellm.stream_chunk_builder(chunks, messages=request.messages) if chunks else None
         reply = _reply(built) if built is not None else ProviderReply(content=None)
         if chars > limit_chars:
