@@ -56,7 +56,8 @@ def test_chat_stream_sends_progress_then_answer_and_usage(server: Server) -> Non
 
     progress = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
                        for c in chunks if c.choices)
-    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    pieces = [c.choices[0].delta.content for c in chunks
+              if c.choices and c.choices[0].delta.content]
     answer = "".join(pieces)
     assert "Plan:" in progress
     assert "restarted" in answer

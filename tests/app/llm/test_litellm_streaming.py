@@ -51,7 +51,8 @@ def entry(fake: FakeProvider, name: str = "local", tier: str = "small",
                       max_tokens=200, **extra)
 
 
-def run_router(fake: FakeProvider, tmp_path: Path, store: list[Store]) -> tuple[RunRouter, EventLog]:
+def run_router(fake: FakeProvider, tmp_path: Path,
+               store: list[Store]) -> tuple[RunRouter, EventLog]:
     models = [entry(fake, "local-small"), entry(fake, "local-large", "large")]
     roles = {r: "local-small" for r in ("manager.plan", "manager.progress", "manager.verify",
                                         "manager.final", "specialist")}
