@@ -13,6 +13,7 @@ import typer
 
 from app.approvals_cli import approvals_app, audit_app
 from app.kb_cli import kb_app
+from app.models_cli import models_app
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +29,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
 
 # The names of app.settings.PolicyName, repeated so --help needs no pydantic import.
 POLICIES = ("routed", "all-small", "all-large")
