@@ -76,7 +76,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     base = f"http://{host}:{port}"
     typer.echo("Models: OFFLINE - built-in scripted models (no provider key configured)"
                if is_offline(settings)
-               else "Models: " + ", ".join(sorted(set(settings.routing.roles.values()))))
+               else "Models: " + "; ".join(f"{r} → {m}" for r, m in settings.routing.roles.items())
+               + " (which answer: GET /readyz, probed at start without blocking it)")
     typer.echo(f"Foreman API: {base} (OpenAI-compatible at {base}/v1, "
                f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
     typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")

@@ -65,6 +65,14 @@ class Timing:
         await self.app(scope, receive, timed_send)
 
 
+async def probe_models(app: FastAPI, settings: Settings, offline: bool) -> None:
+    """Find which roles have a reachable model, off the start path (``/readyz`` shows it)."""
+    from app.llm.reach import banner, role_models
+
+    app.state.models = await role_models(settings, offline)
+    log.info("models", extra={"status": banner(app.state.models)})
+
+
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
     """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
@@ -80,12 +88,16 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
             recovered = manager.recover()
             sweeper = asyncio.create_task(
                 manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            app.state.models = None
+            reach = asyncio.create_task(probe_models(app, settings, services.offline),
+                                        name="model-reachability")
             log.info("foreman api ready", extra={
                 "status": f"recovered={len(recovered)} expired={len(expired)}"})
             try:
                 yield
             finally:
                 sweeper.cancel()
+                reach.cancel()
                 await manager.close()
 
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
