@@ -237,8 +237,15 @@ def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")
           workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
           update_baseline: Annotated[bool, typer.Option(
               "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
+          live: Annotated[bool, typer.Option(
+              "--live", help="Against the configured real models (docs/models.md).")] = False,
+          config: ConfigOpt = None,
           ) -> None:
     """Run the offline eval suite, write reports and fail when the baseline gate fails."""
+    if live:
+        from evals.live import live_eval
+
+        raise typer.Exit(live_eval(_settings(config), suite, report, filter_))
     bad = [p for p in policy or [] if p not in POLICIES]
     if bad:
         typer.echo(f"foreman eval: --policy must be one of {', '.join(POLICIES)}", err=True)
