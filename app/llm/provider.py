@@ -12,12 +12,13 @@ from graphs.errors import ModelCallError
 from graphs.ports import ModelRequest, ToolCall
 
 FaultKind = Literal["rate_limited", "server_error", "timeout", "connection", "auth", "bad_request",
-                    "empty_reply", "invalid_tool_call", "truncated", "runaway"]
+                    "empty_reply", "truncated", "runaway"]
 RETRYABLE: frozenset[str] = frozenset({"rate_limited", "server_error", "timeout", "connection",
                                        "truncated"})
 # The model answered, but with nothing usable: the deployment is up, the answer is not.
-BAD_OUTPUT: frozenset[str] = frozenset({"empty_reply", "invalid_tool_call", "truncated",
-                                        "runaway"})
+# (A call for an unknown tool or with arguments that are not JSON is the agent loop's to
+# refuse: it shows the model its error and marks the next call ``tool_args_invalid``.)
+BAD_OUTPUT: frozenset[str] = frozenset({"empty_reply", "truncated", "runaway"})
 # A reply this many times longer than it was allowed to be comes from a server that
 # ignores ``max_tokens``; it is refused (and still paid for).
 RUNAWAY_FACTOR = 2
@@ -87,21 +88,6 @@ def bad_output(model: ModelEntry, request: ModelRequest, reply: ProviderReply
                               f"a limit of {limit})", "runaway")
     elif not reply.tool_calls and not (reply.content or "").strip():
         fault = ProviderFault(f"{name}: empty reply", "empty_reply")
-    else:
-        offered = {str(t.get("function", {}).get("name")) for t in request.tools or []}
-        for call in reply.tool_calls:
-            if call.name not in offered:
-                fault = ProviderFault(f"{name}: tool call for unknown tool {call.name[:80]!r}",
-                                      "invalid_tool_call")
-                break
-            try:
-                args = json.loads(call.arguments or "{}")
-            except json.JSONDecodeError:
-                args = None
-            if not isinstance(args, dict):
-                fault = ProviderFault(f"{name}: arguments of {call.name} are not a JSON object",
-                                      "invalid_tool_call")
-                break
     if fault is not None:
         fault.reply = reply
     return fault

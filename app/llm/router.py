@@ -286,16 +286,9 @@ class RunRouter:
                 if not faults or any(f is None or f.kind not in BAD_OUTPUT for f in faults):
                     raise
                 higher = self.router.escalate(request, self.budget, route)
-                if higher is not None:
-                    route = higher
-                    continue
-                last = failures[-1]
-                if last.fault is None or last.fault.kind != "invalid_tool_call" or \
-                        last.fault.reply is None:
+                if higher is None:
                     raise
-                # Tool calls the graph refuses with feedback beat no answer at all.
-                name, reply, held, latency_ms = last.model, last.fault.reply, None, 0.0
-                break
+                route = higher
         model = self.router.catalog.get(name)
         reason = route.reason
         if failures:
@@ -308,9 +301,6 @@ class RunRouter:
             )
         if cache is not None:
             cache.put(model.entry, unique, reply)
-        if held is None:  # salvaged: already paid for when its fault was settled
-            return self._answered(request, route, model, reply, latency_ms, "salvaged",
-                                  reason + "; invalid tool calls passed on to the agent")
         response = self._answered(request, route, model, reply, latency_ms, "ok", reason)
         self.budget.settle(
             held, response.usage.cost_usd, reply.prompt_tokens + reply.completion_tokens
@@ -359,7 +349,7 @@ class RunRouter:
     ) -> ModelResponse:
         cost = (
             0.0
-            if outcome in ("cached", "salvaged")
+            if outcome == "cached"
             else model.cost(reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens)
         )
         response = ModelResponse(

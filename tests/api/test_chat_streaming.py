@@ -13,13 +13,13 @@ from langgraph_sdk import get_client
 
 from tests.api.conftest import SUPPORT_WHERE, Server
 from tests.fake_provider.config import write_config
-from tests.fake_provider.process import FakeProvider, fake_provider
+from tests.fake_provider.process import FakeProvider
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with fake_provider(FAKE_CHUNK_DELAY_MS="2") as server:
-        yield server
+def fake(fake_llm: FakeProvider) -> FakeProvider:
+    fake_llm.control(reset=True, first_token_delay_ms=0, chunk_delay_ms=2)
+    return fake_llm
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,19 @@ def test_runs_stream_unsupported_mode_is_422_naming_it(live: Server) -> None:
             "assistant_id": "support", "stream_mode": ["values", "debug"],
             "input": {"messages": [{"role": "user", "content": SUPPORT_WHERE}]}})
     assert r.status_code == 422 and "'debug'" in r.text and "stream_mode" in r.text
+
+
+def test_chat_stream_cut_mid_way_says_so_and_sends_the_retry(
+        live: Server, fake: FakeProvider) -> None:
+    fake.control(replies=[{"role": "manager.final", "cut_after": 2,
+                           "content": "Order O-5003 is in transit (this reply breaks off)"}])
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="local", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="support", stream=True, messages=[{"role": "user", "content": SUPPORT_WHERE}]))
+
+    answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    first, _, rest = answer.partition("(The model's reply was cut off; the answer from a new "
+                                      "attempt follows.)")
+    assert first.strip() == "Order O-5003 is"  # two 8-character pieces, then nothing
+    assert "in transit" in rest and "breaks off" not in rest
+    assert chunks[-1].model_extra["foreman"]["status"] == "success"  # type: ignore[index]

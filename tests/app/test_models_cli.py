@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,13 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from tests.fake_provider.config import write_config
-from tests.fake_provider.process import FakeProvider, fake_provider
+from tests.fake_provider.process import FakeProvider
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with fake_provider() as server:
-        yield server
+@pytest.fixture
+def fake(fake_llm: FakeProvider) -> FakeProvider:
+    fake_llm.control(reset=True, first_token_delay_ms=0, chunk_delay_ms=0)
+    return fake_llm
 
 
 def check(config: Path, *extra: str) -> tuple[int, Any]:

@@ -12,16 +12,16 @@ import pytest
 from app.settings import load_settings
 from evals.live import live_eval
 from tests.fake_provider.config import write_config
-from tests.fake_provider.process import fake_provider
+from tests.fake_provider.process import FakeProvider
 
 
 def test_live_eval_runs_a_scenario_on_the_configured_models(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_llm: FakeProvider) -> None:
     monkeypatch.delenv("FOREMAN_OFFLINE", raising=False)
-    with fake_provider() as fake:
-        settings = load_settings(write_config(tmp_path / "foreman.yaml", fake.api_base))
-        code = live_eval(settings, report=tmp_path / "report", pattern="support-refund-approve")
-        sent = fake.requests()
+    fake_llm.control(reset=True, first_token_delay_ms=0, chunk_delay_ms=0)
+    settings = load_settings(write_config(tmp_path / "foreman.yaml", fake_llm.api_base))
+    code = live_eval(settings, report=tmp_path / "report", pattern="support-refund-approve")
+    sent = fake_llm.requests()
 
     data = json.loads((tmp_path / "report" / "live.json").read_text())
     [record] = data["records"]

@@ -45,6 +45,7 @@ class Scripted(BaseModel):
     repeat: int = 1
     status: int | None = None
     completion_tokens: int | None = None
+    role: str | None = None  # only for a request from this Foreman role (prefix), if set
 
 
 class Control(BaseModel):
@@ -145,6 +146,15 @@ def _calls(reply: Scripted, n: int) -> list[dict[str, Any]]:
             for i, c in enumerate(reply.tool_calls)]
 
 
+def _queued(body: dict[str, Any]) -> Scripted | None:
+    """The first queued reply meant for this request (by role, when it names one)."""
+    role = _role(body) or ""
+    for i, reply in enumerate(state.replies):
+        if reply.role is None or role.startswith(reply.role):
+            return state.replies.pop(i)
+    return None
+
+
 @app.get("/v1/models")
 async def models() -> dict[str, Any]:
     return {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "fake"}]}
@@ -174,7 +184,7 @@ async def completions(request: Request) -> Response:
     body = await request.json()
     state.requests.append(body)
     n = len(state.requests)
-    reply = state.replies.pop(0) if state.replies else answer(body)
+    reply = _queued(body) or answer(body)
     if reply.status is not None:
         return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}},
                             status_code=reply.status)
