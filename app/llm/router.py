@@ -5,7 +5,6 @@ circuit breakers, tenant reservations); ``RunRouter`` is the per-run ``ModelRout
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import time
@@ -24,10 +23,9 @@ from app.llm.provider import (
     Provider,
     ProviderFault,
     ProviderReply,
-    StreamingProvider,
     bad_output,
 )
-from app.llm.stream import TokenDelta, streams, token_receiver
+from app.llm.stream import CallStream
 from app.settings import Settings, Tier
 from app.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted, ModelCallError
@@ -229,8 +227,7 @@ class RunRouter:
                     route.reason + "; cache hit",
                 )
         failures: list[Fault] = []
-        attempts = itertools.count()
-        receiver = token_receiver.get() if streams(request.role) else None
+        stream = CallStream.of(self.journal.run_id, request)
 
         async def send(name: str) -> tuple[ProviderReply, Reservation, float]:
             model = self.router.catalog.get(name)
@@ -240,17 +237,8 @@ class RunRouter:
             held = self.budget.reserve(model.worst_case(tokens, out), tokens + out)
             started = time.perf_counter()
             try:
-                if receiver is not None and hasattr(provider, "stream"):
-                    streaming: StreamingProvider = provider  # type: ignore[assignment]
-                    attempt = next(attempts)
-
-                    def on_token(text: str) -> None:
-                        receiver(TokenDelta(self.journal.run_id, request.call_key,
-                                            request.role, name, attempt, text))
-
-                    reply = await streaming.stream(model.entry, unique, on_token)
-                else:
-                    reply = await provider.complete(model.entry, unique)
+                reply = await (stream.call(provider, name, model.entry, unique) if stream
+                               else provider.complete(model.entry, unique))
                 fault = bad_output(model.entry, request, reply)
             except ProviderFault as f:
                 if f.reply is None:
