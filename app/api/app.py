@@ -17,6 +17,7 @@ from app.api import (
     assistants,
     audit,
     chat,
+    console,
     errors,
     events,
     health,
@@ -96,6 +97,6 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
     app.add_middleware(Timing)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
-                   audit, inbox):
+                   audit, inbox, console):
         app.include_router(module.router)
     return app
