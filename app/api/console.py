@@ -26,6 +26,8 @@ from app.run_reads import RunReads, console_event
 from app.store import RunRow, Store
 
 router = APIRouter(tags=["console"])
+# A person is watching: re-read the store often, for events another process writes.
+CONSOLE_POLL_S = 0.2
 RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
 _reads: weakref.WeakKeyDictionary[Store, RunReads] = weakref.WeakKeyDictionary()
 
@@ -99,7 +101,7 @@ async def timeline(run_id: RunId, api: ApiDep, principal: PrincipalDep,
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         if follow_live:
-            async for e in follow(api, run_id, start):
+            async for e in follow(api, run_id, start, poll_s=CONSOLE_POLL_S):
                 yield _sse(e)
             return
         for e in api.services.store.events(run_id, start, limit=100_000):
