@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import telemetry
 from app.approvals import ApprovalService
 from app.checkpoint import open_saver
 from app.db import open_database
@@ -82,6 +83,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
         "litellm": LiteLLMProvider(),
     }
     router = Router(settings, providers, offline, store)
+    telemetry.configure(settings)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
                           embedder or make_embedder(settings.knowledge))
     try:
@@ -95,4 +97,5 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
                            approvals)
     finally:
         await kb.aclose()  # notes still queued behind the last runs get written
+        telemetry.shutdown()
         store.close()

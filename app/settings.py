@@ -232,6 +232,14 @@ class RunsConfig(BaseModel):
     approval_sweep_s: float = Field(default=5.0, gt=0)  # how often expiries are checked
 
 
+class TelemetryConfig(BaseModel):
+    """OpenTelemetry traces (also on whenever ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
+
+    enabled: bool = False
+    capture_content: bool = False  # prompts, responses, tool arguments/results (redacted)
+    service_name: str = "foreman"
+
+
 class Settings(BaseSettings):
     """Everything Foreman is configured with. Build it with :func:`load_settings`."""
 
@@ -258,6 +266,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runs: RunsConfig = Field(default_factory=RunsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @classmethod
     def settings_customise_sources(

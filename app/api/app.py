@@ -33,6 +33,7 @@ from app.metrics import Metrics
 from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
+from app.telemetry import TraceContext
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
     errors.install(app)
 
     app.add_middleware(Timing)
+    app.add_middleware(TraceContext)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
                    audit, inbox, console):
