@@ -1,0 +1,63 @@
+"""Figure 8: what tracing costs per manager round (OpenTelemetry on vs off).
+
+The same 20-round offline run through ``Runner`` (SQLite, durable), alternately without
+tracing and with every span built and handed to a batch processor, paired per repetition.
+The exporter drops the batches: what is measured is the run's own cost, not a collector's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from app import telemetry
+from app.llm.scripted import ScriptedProvider
+from app.services import open_services
+from evals.bench.loop import Switch, _foreman
+from evals.bench.scenario import TEAM, bench_settings, rounds_behaviour
+from evals.bench.stats import Row, Stat, ratios, within
+
+ROUNDS = 20
+
+
+class Dropped(SpanExporter):
+    """Counts the spans it is given and keeps none."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+async def tracing_figures(config: Path | None, workdir: Path, reps: int) -> list[Row]:
+    """Per-round milliseconds with tracing off and on, and their paired ratio."""
+    settings = bench_settings(config, workdir / "tracing", max_rounds=ROUNDS + 5)
+    agents = [a.name for a in settings.teams[TEAM].agents]
+    switch = Switch()
+    exporter = Dropped()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    off: list[float] = []
+    on: list[float] = []
+    async with open_services(settings, scripted=ScriptedProvider(switch)) as services:
+        runner = services.runner
+        switch.current = rounds_behaviour(3, agents)
+        await _foreman(runner, 3)  # warm-up
+        switch.current = rounds_behaviour(ROUNDS, agents)
+        for _ in range(reps):
+            off.append((await _foreman(runner, ROUNDS))[0] * 1000 / ROUNDS)
+            telemetry.install(provider)
+            try:
+                on.append((await _foreman(runner, ROUNDS))[0] * 1000 / ROUNDS)
+            finally:
+                telemetry.uninstall()
+    provider.shutdown()
+    ratio = ratios(on, off)
+    return [Row("8 tracing/round", f"OpenTelemetry on, {ROUNDS} rounds", Stat.of(on),
+                "ms/round", Stat.of(off), "tracing off", ratio, "<= 1.10x",
+                within(ratio, 1.10), {"spans_exported": exporter.spans})]
