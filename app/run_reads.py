@@ -13,6 +13,7 @@ from typing import Any
 
 from app.redact import redact
 from app.store import ACTIVE, RunRow, Store
+from app.webhooks import ensure_schema
 from tools.catalog import get_tool
 
 INDEXES = [
@@ -37,6 +38,7 @@ class RunReads:
         with store.db.tx() as c:
             for statement in INDEXES:
                 c.run(statement)
+        ensure_schema(store.db)  # the console shows a run's webhook deliveries
 
     def page(self, tenant: str, *, status: str | None = None, team: str | None = None,
              limit: int = 25, offset: int = 0) -> RunPage:

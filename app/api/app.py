@@ -34,6 +34,7 @@ from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
 from app.telemetry import TraceContext
+from app.webhooks import Webhooks
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,17 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
             recovered = manager.recover()
             sweeper = asyncio.create_task(
                 manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            hooks = Webhooks(settings, services.store)
+            dispatcher = asyncio.create_task(hooks.run_forever(), name="webhooks")
             log.info("foreman api ready", extra={
                 "status": f"recovered={len(recovered)} expired={len(expired)}"})
             try:
                 yield
             finally:
                 sweeper.cancel()
+                dispatcher.cancel()
                 await manager.close()
+                await hooks.aclose()
 
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "

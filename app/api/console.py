@@ -24,6 +24,7 @@ from app.api.pages import page
 from app.errors import NotFound
 from app.run_reads import RunReads, console_event
 from app.store import RunRow, Store
+from app.webhooks import deliveries as webhook_log
 
 router = APIRouter(tags=["console"])
 # A person is watching: re-read the store often, for events another process writes.
@@ -117,6 +118,6 @@ def _sse(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def deliveries(api: Api, run: RunRow) -> list[dict[str, Any]]:
-    """The run's webhook deliveries (none until webhooks are configured)."""
-    log = getattr(api.services, "webhooks", None)
-    return log.deliveries(run.id) if log is not None else []
+    """The run's webhook deliveries: target (without its query), status, attempts."""
+    reads(api)  # the delivery log exists once the console's reads are set up
+    return webhook_log(api.services.store.db, run.id)
