@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -253,14 +253,15 @@ class WebhookSubscription(BaseModel):
     events: list[WebhookEvent] = Field(default_factory=list)  # empty: every event
     secret_env: str | None = None  # signs this subscription instead of the shared secret
 
-    @model_validator(mode="after")
-    def _url(self) -> WebhookSubscription:
-        parts = urlsplit(self.url)
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("url must be an http:// or https:// URL with a host")
+            raise ValueError("must be an http:// or https:// URL with a host")
         if parts.username or parts.password:
-            raise ValueError("url must not carry credentials; use secret_env")
-        return self
+            raise ValueError("must not carry credentials; use secret_env")
+        return url
 
 
 class WebhooksConfig(BaseModel):
