@@ -16,7 +16,7 @@ from app.errors import InvalidRequest
 from app.services import Services, open_services
 from app.settings import Settings, WebhooksConfig, WebhookSubscription
 from app.webhooks import Webhooks, check_url, deliveries, shown_url
-from tests.webhook_receiver import Receiver
+from tests.fakes import WebhookReceiver as Receiver
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
