@@ -121,6 +121,14 @@ def ensure_schema(db: Database) -> None:
             c.run(statement)
 
 
+def check_secrets(settings: Settings) -> None:
+    """A subscription naming a secret variable that is unset is a config error."""
+    for i, sub in enumerate(settings.webhooks.subscriptions):
+        if sub.secret_env and not os.environ.get(sub.secret_env):
+            raise ConfigError(f"{settings.source}: webhooks.subscriptions.{i}.secret_env:"
+                              f" environment variable {sub.secret_env} is not set")
+
+
 @dataclass(frozen=True)
 class Target:
     """Where one event goes, and which secret signs it."""
@@ -140,10 +148,7 @@ class Webhooks:
         self.secret_file = settings.data_dir / "webhook-secret"
         self.client = client or httpx.AsyncClient(timeout=self.config.timeout_s,
                                                   follow_redirects=False)
-        for i, sub in enumerate(self.config.subscriptions):
-            if sub.secret_env and not os.environ.get(sub.secret_env):
-                raise ConfigError(f"{settings.source}: webhooks.subscriptions.{i}.secret_env:"
-                                  f" environment variable {sub.secret_env} is not set")
+        check_secrets(settings)
         ensure_schema(self.db)
         self._sending = asyncio.Semaphore(8)
 

@@ -34,7 +34,7 @@ from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
 from app.telemetry import TraceContext
-from app.webhooks import Webhooks
+from app.webhooks import Webhooks, check_secrets
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class Timing:
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
     """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
+    check_secrets(settings)  # so does a webhook subscription's missing secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -150,3 +150,50 @@ def test_telemetry_trace_id_in_json_logs() -> None:
         trace_id_var.reset(token)
     assert out["trace_id"] == "ab" * 16
     assert "trace_id" not in json.loads(JsonFormatter().format(record))
+
+
+async def test_telemetry_model_call_span_travels_on_the_providers_http(
+        svc: Services, spans: InMemorySpanExporter) -> None:
+    import httpx
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    from app.events import RunEvents, SystemClock
+    from app.executor import SandboxExecutor
+    from app.telemetry import traced
+    from graphs.ports import ModelRequest, ModelResponse, RunContext, Usage
+    from tests.fakes import WebhookReceiver
+
+    endpoint = WebhookReceiver("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+
+    class HttpModel:
+        """A provider that answers over HTTP (to the local endpoint)."""
+
+        async def complete(self, request: ModelRequest) -> ModelResponse:
+            async with httpx.AsyncClient() as c:
+                await c.post(endpoint.url + "/v1/chat/completions",
+                             json={"type": "chat", "data": {}})
+            return ModelResponse("ok", [], Usage(3, 2, 0.0), "m-small")
+
+    run = svc.runner.create("a task", "support", tenant="acme")
+    events = RunEvents(svc.store, run.id)
+    context = traced(RunContext(router=HttpModel(),
+                                tools=SandboxExecutor(svc.store, svc.sandbox_path),
+                                gate=svc.runner.gate, events=events, clock=SystemClock()),
+                     run.id, run.thread_id, "support", events)
+    active = telemetry.active()
+    assert active is not None
+    instrumentor = HTTPXClientInstrumentor()
+    instrumentor.instrument(tracer_provider=active.provider)
+    try:
+        await context.router.complete(ModelRequest(role="manager.plan", messages=[],
+                                                   call_key="plan/a0"))
+    finally:
+        instrumentor.uninstrument()
+        endpoint.close()
+    (sent,) = endpoint.attempts
+    _, trace_id, parent_id, _ = sent["headers"]["traceparent"].split("-")
+    finished = {s.context.span_id: s for s in spans.get_finished_spans()}
+    chat = next(s for s in finished.values() if s.name.startswith("chat"))
+    http = finished[int(parent_id, 16)]  # the client span the instrumented httpx made
+    assert trace_id == f"{chat.context.trace_id:032x}"
+    assert http.parent is not None and http.parent.span_id == chat.context.span_id

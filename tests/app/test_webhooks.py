@@ -130,3 +130,15 @@ def test_webhooks_url_rules() -> None:
     assert shown_url("https://h.example.com:8443/p?token=s3cret") == "https://h.example.com:8443/p?…"
     with pytest.raises(ValueError, match="credentials"):
         WebhookSubscription(tenant="acme", url="https://u:p@example.com/")
+
+
+def test_webhooks_missing_subscription_secret_is_a_config_error(
+        policy_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.api.app import create_app
+    from app.errors import ConfigError
+
+    monkeypatch.delenv("ACME_HOOK_SECRET", raising=False)
+    hooks = WebhooksConfig(subscriptions=[WebhookSubscription(
+        tenant="acme", url="https://hooks.example.com/x", secret_env="ACME_HOOK_SECRET")])
+    with pytest.raises(ConfigError, match=r"webhooks\.subscriptions\.0\.secret_env"):
+        create_app(policy_settings.model_copy(update={"webhooks": hooks}))
