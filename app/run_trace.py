@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -50,8 +52,10 @@ from graphs.ports import (
 from graphs.ports import ModelRouter as RouterPort
 from tools.spec import args_sha256
 
+log = logging.getLogger(__name__)
 _ROUND = re.compile(r"^r(\d+)/")
 _open: dict[str, RunTrace] = {}  # run id → its segment still open in this process
+_SCHEMA_DONE: weakref.WeakSet[Any] = weakref.WeakSet()  # databases that have run_traces
 TRACES_SCHEMA = """CREATE TABLE IF NOT EXISTS run_traces (
     run_id TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL,
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, PRIMARY KEY (run_id, started_at))"""
@@ -89,8 +93,10 @@ class RunTrace:
     # the run span, linked to the run's earlier segments
     def _open_run(self, thread_id: str, team: str) -> Span:
         db = self.events.store.db
-        with db.tx() as c:
-            c.run(TRACES_SCHEMA)
+        if db not in _SCHEMA_DONE:
+            with db.tx() as c:
+                c.run(TRACES_SCHEMA)
+            _SCHEMA_DONE.add(db)
         earlier = db.query("SELECT trace_id, span_id FROM run_traces WHERE run_id = ?"
                            " ORDER BY started_at DESC LIMIT 1", (self.run_id,))
         links = [Link(SpanContext(int(r["trace_id"], 16), int(r["span_id"], 16),
@@ -174,7 +180,14 @@ class RunTrace:
 
     # events the run emits
     def on_event(self, seq: int, type: str, data: Mapping[str, Any]) -> None:
-        """Fold one run event into the spans."""
+        """Fold one run event into the spans; tracing never fails the run."""
+        try:
+            self._fold(type, data)
+        except Exception:  # a malformed event costs its span detail, never the run
+            log.warning("tracing skipped an event", extra={"run_id": self.run_id,
+                                                           "status": type})
+
+    def _fold(self, type: str, data: Mapping[str, Any]) -> None:
         if type == "model_call":
             self._model_call(data)
         elif type == "agent_started":
