@@ -15,6 +15,7 @@ from app.killswitch import KillSwitch, KillSwitchGate
 from app.knowledge.embed import Embedder, make_embedder
 from app.knowledge.runtime import KnowledgeRuntime
 from app.llm.litellm_provider import LiteLLMProvider
+from app.llm.playbook import use_playbooks
 from app.llm.provider import Provider
 from app.llm.router import Router, is_offline
 from app.llm.scripted import ScriptedProvider
@@ -22,12 +23,13 @@ from app.policy.gate import PolicyEngine
 from app.runner import Runner
 from app.settings import Settings
 from app.store import Store
+from app.tooling.toolbox import Toolbox, open_toolbox
 from graphs.ports import PolicyGate
+from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from app.knowledge.store import KnowledgeStore
     from app.memory import ChromaMemory
-from tools import sandbox
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,16 @@ class Services:
     runner: Runner
     router: Router
     offline: bool
-    sandbox_path: Path
+    sandbox_path: Path  # the demo pack's database (data_dir/sandbox.db when not loaded)
     kb: KnowledgeRuntime
     switch: KillSwitch
     approvals: ApprovalService
+    toolbox: Toolbox
+
+    @property
+    def registry(self) -> ToolRegistry:
+        """Every tool this process can run."""
+        return self.toolbox.registry
 
     @property
     def knowledge(self) -> KnowledgeStore:
@@ -67,8 +75,10 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     """
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    sandbox_path = data_dir / "sandbox.db"
-    sandbox.ensure(sandbox_path)
+    use_playbooks([settings.project_path(p) for p in settings.offline_world.playbooks])
+    toolbox = await open_toolbox(settings)
+    demo = toolbox.registry.source_settings("pack:demo")
+    sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
     pool = settings.storage
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
                                 pool.pool_min_size, pool.pool_max_size,
@@ -89,10 +99,12 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:
             policy = gate or PolicyEngine(settings.policy, settings.source)
             checked = KillSwitchGate(policy, switch)
-            runner = Runner(settings, store, saver, router, checked, sandbox_path, knowledge=kb)
+            runner = Runner(settings, store, saver, router, checked, toolbox.registry,
+                            knowledge=kb, secrets=toolbox.secrets)
             approvals = ApprovalService(settings, store, runner, checked)
             yield Services(settings, store, runner, router, offline, sandbox_path, kb, switch,
-                           approvals)
+                           approvals, toolbox)
     finally:
         await kb.aclose()  # notes still queued behind the last runs get written
+        await toolbox.aclose()
         store.close()
