@@ -13,6 +13,7 @@ import typer
 
 from app.approvals_cli import approvals_app, audit_app
 from app.kb_cli import kb_app
+from app.tools_cli import init, tools_app
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +29,8 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
+app.add_typer(tools_app, name="tools")
+app.command("init")(init)
 
 # The names of app.settings.PolicyName, repeated so --help needs no pydantic import.
 POLICIES = ("routed", "all-small", "all-large")
@@ -137,8 +140,14 @@ def run(task: Annotated[str | None, typer.Argument(help="What the team should do
     if policy is not None:
         settings = settings.with_policy(cast("PolicyName", policy))
     console = Console(stderr=False, highlight=False)
-    result = asyncio.run(_run(settings, console, task, team, resume, no_input, quiet,
-                              budget_usd, shadow))
+    from app.errors import ConfigError
+
+    try:
+        result = asyncio.run(_run(settings, console, task, team, resume, no_input, quiet,
+                                  budget_usd, shadow))
+    except ConfigError as e:  # e.g. an MCP server's tools do not match the teams' lists
+        typer.echo(f"foreman: bad config: {e}", err=True)
+        raise typer.Exit(2) from e
     raise typer.Exit(0 if result.status in {"success", "interrupted"} else 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import prompts
@@ -61,6 +62,15 @@ def check_settings(s: Settings) -> None:
     for i, server in enumerate(s.tools.mcp):
         if server.cwd and not s.project_path(server.cwd).is_dir():
             raise ConfigError(f"{src}: tools.mcp.{i}.cwd: no folder {server.cwd!r}")
+        if server.command and _executable(server.command[0], s.project_dir) is None:
+            raise ConfigError(f"{src}: tools.mcp.{i}.command: {server.command[0]!r} not found "
+                              "(not on PATH, not a file of the project)")
+
+
+def _executable(command: str, project_dir: Path) -> str | None:
+    from app.tooling.config import executable
+
+    return executable(command, project_dir)
 
 
 def _static_tools(s: Settings) -> ToolRegistry:

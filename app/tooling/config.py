@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -112,3 +115,15 @@ class OfflineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     playbooks: list[str] = Field(default_factory=list)
+
+
+def executable(command: str, project_dir: Path) -> str | None:
+    """The program a stdio server runs: ``python`` means the Python running Foreman (so
+    the ``mcp`` SDK is there); a relative path is the project's; else looked up on PATH."""
+    if command in ("python", "python3"):
+        return sys.executable
+    if "/" in command:
+        path = Path(command).expanduser()
+        path = path if path.is_absolute() else project_dir / path
+        return str(path) if path.is_file() else None
+    return shutil.which(command)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
-from app.tooling.config import McpServerConfig
+from app.tooling.config import McpServerConfig, executable
 from app.tooling.secrets import interpolate
 
 log = logging.getLogger(__name__)
@@ -117,10 +116,8 @@ class McpConnection:
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         c = self.config
         if c.command:
-            exe = c.command[0]
-            if "/" in exe and not Path(exe).is_absolute():
-                exe = str(self.project_dir / exe)
-            if shutil.which(exe) is None and not Path(exe).exists():
+            exe = executable(c.command[0], self.project_dir)
+            if exe is None:
                 raise FileNotFoundError(f"command not found: {c.command[0]}")
             cwd = self.project_dir / c.cwd if c.cwd else self.project_dir
             env = {k: interpolate(v) for k, v in c.env.items()}
