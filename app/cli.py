@@ -82,6 +82,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
     typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")
     typer.echo(f"Storage: {_storage_line(settings)}")
+    if settings.tools.mcp:
+        typer.echo("MCP servers: " + ", ".join(f"{m.name} ({m.url or ' '.join(m.command or [])})"
+                                               for m in settings.tools.mcp)
+                   + f" - connecting; status at {base}/readyz")
     typer.echo("Auth: LOCAL DEV MODE - no API keys configured; loopback only, every caller "
                "is a local admin" if keyring.local_mode
                else f"Auth: {len(settings.auth.api_keys)} API keys")

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
+
 from app.store import Store
 from graphs.ports import ToolExecutor, ToolInvocation, ToolOutcome
 from tools.knowledge import KnowledgeSearch
 from tools.registry import ToolRegistry
-from tools.spec import NoSecrets, Secrets, SideEffect, ToolContext, ToolError, ToolSpec, args_sha256
+from tools.spec import (
+    NoSecrets,
+    Secrets,
+    SideEffect,
+    ToolContext,
+    ToolError,
+    ToolSpec,
+    args_sha256,
+    validation_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,9 @@ class LedgerExecutor(ToolExecutor):
             ok = True
         except ToolError as e:
             data, ok = {"error": str(e)}, False
+        except ValidationError as e:  # nothing was sent: the arguments did not fit the schema
+            data, ok = {"error": f"{spec.name}: invalid arguments, not sent: "
+                                 f"{validation_message(e)}"}, False
         except Exception as e:  # a broken tool must not kill the run; the model sees the error
             log.exception("tool raised", extra={"tool": invocation.tool})
             data, ok = {"error": f"{invocation.tool} failed: {type(e).__name__}"}, False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,8 @@ from tools.registry import DuplicateTool, ToolRegistry
 
 if TYPE_CHECKING:
     from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +55,8 @@ async def open_toolbox(settings: Settings) -> Toolbox:
                     raise ConfigError(f"{where}: server {conn.config.name!r} is unreachable "
                                       f"({conn.error})")
                 continue
+            log.info("mcp server connected", extra={"server": conn.config.name,
+                                                    "tools": len(conn.tools)})
             try:
                 reg.add_all(tool_specs(conn), f"mcp:{conn.config.name}")
             except (DuplicateTool, ValueError) as e:
