@@ -100,8 +100,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     uvicorn.run(boot, host=host, port=port, log_config=None, access_log=False,
                 log_level="info")
     if boot.failed is not None:
-        typer.echo(f"foreman: could not start: {boot.failed}", err=True)
-        raise typer.Exit(1)
+        bad_config = isinstance(boot.failed, ConfigError)
+        typer.echo(f"foreman: {'bad config' if bad_config else 'could not start'}: "
+                   f"{boot.failed}", err=True)
+        raise typer.Exit(2 if bad_config else 1)
 
 
 def _storage_line(settings: Settings) -> str:
@@ -237,7 +239,9 @@ def _report(console: Console, result: RunResult) -> None:
 
 
 @app.command("eval")
-def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")] = None,
+def eval_(suite: Annotated[Path | None, typer.Option(
+              "--suite", "--scenarios", help="Scenario directory (a project's scenarios/).")
+          ] = None,
           policy: Annotated[list[str] | None, typer.Option(
               help="Routing policy to evaluate (repeatable; default: all three).")] = None,
           seeds: Annotated[int, typer.Option(min=1, max=16, help="Seeded variants per run.")] = 4,
@@ -247,12 +251,15 @@ def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")
           workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
           update_baseline: Annotated[bool, typer.Option(
               "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
-          ) -> None:
+          config: ConfigOpt = None) -> None:
     """Run the offline eval suite, write reports and fail when the baseline gate fails."""
     bad = [p for p in policy or [] if p not in POLICIES]
     if bad:
         typer.echo(f"foreman eval: --policy must be one of {', '.join(POLICIES)}", err=True)
         raise typer.Exit(2)
+    if config is not None:  # a project's own teams, tools and playbooks (worker processes too)
+        _settings(config)
+        os.environ["FOREMAN_EVAL_CONFIG"] = str(config.resolve())
     from evals.cli import run_eval
 
     raise typer.Exit(run_eval(suite, cast("list[PolicyName]", policy) or None, seeds, report,
