@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from app.approvals import ApprovalService
 from app.checkpoint import open_saver
 from app.db import open_database
+from app.errors import ConfigError
 from app.killswitch import KillSwitch, KillSwitchGate
 from app.knowledge.embed import Embedder, make_embedder
 from app.knowledge.runtime import KnowledgeRuntime
 from app.llm.litellm_provider import LiteLLMProvider
-from app.llm.playbook import use_playbooks
+from app.llm.playbook import PlaybookError, use_playbooks
 from app.llm.provider import Provider
 from app.llm.router import Router, is_offline
 from app.llm.scripted import ScriptedProvider
@@ -75,10 +76,10 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     """
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    use_playbooks([settings.project_path(p) for p in settings.offline_world.playbooks])
-    toolbox = await open_toolbox(settings)
-    demo = toolbox.registry.source_settings("pack:demo")
-    sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
+    try:
+        use_playbooks([settings.project_path(p) for p in settings.offline_world.playbooks])
+    except PlaybookError as e:
+        raise ConfigError(f"{settings.source}: offline.playbooks: {e}") from e
     pool = settings.storage
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
                                 pool.pool_min_size, pool.pool_max_size,
@@ -94,6 +95,9 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     router = Router(settings, providers, offline, store)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
                           embedder or make_embedder(settings.knowledge))
+    toolbox = await open_toolbox(settings)
+    demo = toolbox.registry.source_settings("pack:demo")
+    sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
     try:
         async with open_saver(settings.database_url, data_dir, pool.pool_min_size,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:

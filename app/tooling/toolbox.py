@@ -106,6 +106,8 @@ def check_tools(settings: Settings, box: Toolbox) -> None:
         for tool in rule.tools:
             resolve(tool, f"{src}: policy.rules.{i} ({rule.name}).tools")
     for tool in settings.runs.disabled_tools:
+        if any(ch in tool for ch in "*?["):
+            raise ConfigError(f"{src}: runs.disabled_tools: name tools exactly, not {tool!r}")
         resolve(tool, f"{src}: runs.disabled_tools")
 
 
