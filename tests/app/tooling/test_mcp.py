@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,5 +173,27 @@ async def test_mcp_server_down_is_a_tool_error_then_reconnects(tmp_path: Path) -
     finally:
         await conn.close()
         crm.stop()
-    assert not down.ok and "crm" in down.data["error"]
+    assert not down.ok and down.data["error"].startswith("crm.get_customer")
+    assert "went away" in down.data["error"] or "unavailable" in down.data["error"]
     assert back.ok and back.data["structured"]["name"] == "Ada Lovelace"
+
+
+async def test_mcp_stdio_server_killed_mid_session_errors_then_restarts(tmp_path: Path) -> None:
+    pid_file = tmp_path / "crm.pid"
+    config = McpServerConfig.model_validate({
+        "name": "crm", "command": [sys.executable, str(SERVER), "stdio"],
+        "env": {"CRM_DB": str(tmp_path / "stdio.db"), "CRM_PID_FILE": str(pid_file)},
+        "connect_timeout_s": 30, "call_timeout_s": 30, "reconnect_after_s": 0})
+    conn = await connected(config, tmp_path)
+    ex = executor(tmp_path, conn)
+    try:
+        first_pid = int(pid_file.read_text())
+        os.kill(first_pid, signal.SIGKILL)
+        lost = await ex.execute(call("t-k:c1"))
+        back = await ex.execute(call("t-k:c2", "crm.get_customer", {"customer_id": "CU-2"}))
+        second_pid = int(pid_file.read_text())
+    finally:
+        await conn.close()
+    assert not lost.ok and "may or may not have been applied" in lost.data["error"]
+    assert back.ok and back.data["structured"]["name"] == "Alan Turing"
+    assert second_pid != first_pid
