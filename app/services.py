@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
         use_playbooks([settings.project_path(p) for p in settings.offline_world.playbooks])
     except PlaybookError as e:
         raise ConfigError(f"{settings.source}: offline.playbooks: {e}") from e
+    # MCP servers' processes take seconds to start: they connect while the rest opens.
+    connecting = asyncio.create_task(open_toolbox(settings), name="open-toolbox")
+    for _ in range(5):  # let the connects spawn their processes before the sync work below
+        await asyncio.sleep(0)
+    toolbox: Toolbox | None = None
     pool = settings.storage
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
                                 pool.pool_min_size, pool.pool_max_size,
@@ -95,12 +101,12 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     router = Router(settings, providers, offline, store)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
                           embedder or make_embedder(settings.knowledge))
-    toolbox = await open_toolbox(settings)
-    demo = toolbox.registry.source_settings("pack:demo")
-    sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
     try:
         async with open_saver(settings.database_url, data_dir, pool.pool_min_size,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:
+            toolbox = await connecting
+            demo = toolbox.registry.source_settings("pack:demo")
+            sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
             policy = gate or PolicyEngine(settings.policy, settings.source)
             checked = KillSwitchGate(policy, switch)
             runner = Runner(settings, store, saver, router, checked, toolbox.registry,
@@ -110,5 +116,19 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
                            approvals, toolbox)
     finally:
         await kb.aclose()  # notes still queued behind the last runs get written
-        await toolbox.aclose()
+        if toolbox is None:
+            await _discard(connecting)
+        else:
+            await toolbox.aclose()
         store.close()
+
+
+async def _discard(connecting: asyncio.Task[Toolbox]) -> None:
+    """Stop a toolbox that is still connecting, or close it if it got there."""
+    if not connecting.done():
+        connecting.cancel()
+    try:
+        box = await connecting
+    except (Exception, asyncio.CancelledError):  # cancelled or failed: nothing left open
+        return
+    await box.aclose()
