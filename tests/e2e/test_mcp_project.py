@@ -80,6 +80,8 @@ def test_mcp_project_run_pauses_on_cel_rule_and_credits_once_after_approval(
             wait_for(lambda: c.get(f"/threads/{thread}").json()["status"] == "idle",
                      "the run to finish")
             state = c.get(f"/threads/{thread}/state").json()
+            audit = c.get("/v1/audit").json()
+            verified = c.get("/v1/audit/verify").json()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -92,6 +94,8 @@ def test_mcp_project_run_pauses_on_cel_rule_and_credits_once_after_approval(
     assert crm.credits() == [("CU-1", 150.0, crm.credits()[0][2])]
     assert crm.credits()[0][2].startswith(thread)  # the ledger's key went in _meta
     assert "$150 credit" in (state["values"].get("final_answer") or "")
+    assert verified["ok"] is True and verified["entries"] > 0  # the chain covers MCP calls
+    assert any("crm.add_credit" in str(entry) for entry in audit)  # approval + call audited
 
 
 async def test_mcp_project_sigkill_after_the_write_landed_never_credits_twice(
