@@ -7,7 +7,7 @@ the run's stored events (``Store.events``), shaped for display by :func:`console
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from app.redact import redact
 from app.store import ACTIVE, RunRow, Store
 from app.webhooks import ensure_schema
 from tools.catalog import get_tool
+from tools.spec import ToolSpec
 
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS runs_tenant ON runs(tenant, created_at)",
@@ -33,8 +34,10 @@ class RunPage:
 class RunReads:
     """Console queries over the store, always within one tenant."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store,
+                 tools: Callable[[str], ToolSpec | None] | None = None) -> None:
         self.store = store
+        self.tools = tools  # the process's tool registry (packs, MCP), else the bundled ones
         with store.db.tx() as c:
             for statement in INDEXES:
                 c.run(statement)
@@ -138,12 +141,13 @@ def ledger_view(events: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(shown({**{k: v for k, v in ledger.items() if k != "plan"}, "plan": plan}))
 
 
-def console_event(event: Mapping[str, Any]) -> dict[str, Any]:
+def console_event(event: Mapping[str, Any],
+                  tools: Callable[[str], ToolSpec | None] | None = None) -> dict[str, Any]:
     """A stored event as the console shows it: free text and values redacted as the audit
     redacts them; tool results from tools whose output is third-party text marked."""
     data = dict(event["data"])
     if event["type"] == "tool_result":
-        data["untrusted"] = _untrusted(str(data.get("tool")))
+        data["untrusted"] = _untrusted(str(data.get("tool")), tools)
     return {"seq": event["seq"], "type": event["type"], "ts": event["ts"],
             "data": shown(data)}
 
@@ -159,11 +163,13 @@ def shown(value: Any) -> Any:
     return redact(value)
 
 
-def _untrusted(tool: str) -> bool:
+def _untrusted(tool: str, tools: Callable[[str], ToolSpec | None] | None) -> bool:
     try:
-        return get_tool(tool).untrusted_output
-    except KeyError:  # a tool no longer known: treat what it returned as third-party text
-        return True
+        spec = tools(tool) if tools is not None else get_tool(tool)
+    except KeyError:
+        spec = None
+    # A tool no longer known: what it returned is treated as third-party text.
+    return True if spec is None else spec.untrusted_output
 
 
 def _group(calls: list[dict[str, Any]], name: str,

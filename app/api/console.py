@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -25,6 +25,7 @@ from app.errors import NotFound
 from app.run_reads import RunReads, console_event
 from app.store import RunRow, Store
 from app.webhooks import deliveries as webhook_log
+from tools.spec import ToolSpec
 
 router = APIRouter(tags=["console"])
 # A person is watching: re-read the store often, for events another process writes.
@@ -38,7 +39,7 @@ def reads(api: Api) -> RunReads:
     store = api.services.store
     found = _reads.get(store)
     if found is None:
-        found = _reads[store] = RunReads(store)
+        found = _reads[store] = RunReads(store, api.services.runner.registry.find)
     return found
 
 
@@ -98,21 +99,23 @@ async def timeline(run_id: RunId, api: ApiDep, principal: PrincipalDep,
     """The run's events as the console shows them (SSE, ``id`` = sequence number): tool
     arguments and results redacted, untrusted tool output marked; live until the run stops."""
     own_run(api, run_id, principal)
+    tools = reads(api).tools
     start = max(after, parse_event_id(last_event_id)[0])
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         if follow_live:
             async for e in follow(api, run_id, start, poll_s=CONSOLE_POLL_S):
-                yield _sse(e)
+                yield _sse(e, tools)
             return
         for e in api.services.store.events(run_id, start, limit=100_000):
-            yield _sse(e)
+            yield _sse(e, tools)
 
     return sse(stream())
 
 
-def _sse(event: dict[str, Any]) -> dict[str, Any]:
-    shown = console_event(event)
+def _sse(event: dict[str, Any], tools: Callable[[str], ToolSpec | None] | None
+         ) -> dict[str, Any]:
+    shown = console_event(event, tools)
     return {"event": shown["type"], "id": str(shown["seq"]),
             "data": json.dumps(shown, default=str)}
 

@@ -1,4 +1,4 @@
-"""Figure 8: what tracing costs per manager round (OpenTelemetry on vs off).
+"""Figure 10: what tracing costs per manager round (OpenTelemetry on vs off).
 
 The same 20-round offline run through ``Runner`` (SQLite, durable), alternately without
 tracing and with every span built and handed to a batch processor, paired per repetition.
@@ -58,6 +58,6 @@ async def tracing_figures(config: Path | None, workdir: Path, reps: int) -> list
                 telemetry.uninstall()
     provider.shutdown()
     ratio = ratios(on, off)
-    return [Row("8 tracing/round", f"OpenTelemetry on, {ROUNDS} rounds", Stat.of(on),
+    return [Row("10 tracing/round", f"OpenTelemetry on, {ROUNDS} rounds", Stat.of(on),
                 "ms/round", Stat.of(off), "tracing off", ratio, "<= 1.10x",
                 within(ratio, 1.10), {"spans_exported": exporter.spans})]

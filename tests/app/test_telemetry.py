@@ -158,7 +158,7 @@ async def test_telemetry_model_call_span_travels_on_the_providers_http(
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     from app.events import RunEvents, SystemClock
-    from app.executor import SandboxExecutor
+    from app.executor import LedgerExecutor
     from app.telemetry import traced
     from graphs.ports import ModelRequest, ModelResponse, RunContext, Usage
     from tests.fakes import WebhookReceiver
@@ -177,7 +177,7 @@ async def test_telemetry_model_call_span_travels_on_the_providers_http(
     run = svc.runner.create("a task", "support", tenant="acme")
     events = RunEvents(svc.store, run.id)
     context = traced(RunContext(router=HttpModel(),
-                                tools=SandboxExecutor(svc.store, svc.sandbox_path),
+                                tools=LedgerExecutor(svc.store, svc.runner.registry),
                                 gate=svc.runner.gate, events=events, clock=SystemClock()),
                      run.id, run.thread_id, "support", events)
     active = telemetry.active()
