@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.db import Cursor, Database
+from app.logs import trace_id_var
 from app.redact import redact
 from tools.spec import args_sha256
 
@@ -95,6 +96,9 @@ def audit_entry(type: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
             out["shadow"] = True
     if type == "tool_called" and "args_sha256" not in out and "args" in data:
         out["args_sha256"] = args_sha256(data["args"])
+    trace_id = trace_id_var.get()
+    if trace_id:
+        out["trace_id"] = trace_id
     return dict(redact(out))
 
 
