@@ -236,7 +236,8 @@ def test_audit_random_mutations_are_all_detected(chain_file: Path) -> None:
             # Without the anchor these two classes are invisible: the chain is consistent.
             assert verify_chain(rows).ok, name
     record("audit mutations", sum(tried.values()), sum(missed.values()),
-           "every mutation detected; classes (cases): " + ", ".join(f"{k} ({v})" for k, v in sorted(tried.items())))
+           "every mutation detected; classes (cases): "
+           + ", ".join(f"{k} ({v})" for k, v in sorted(tried.items())))
     assert not missed, dict(missed)
 
 
