@@ -1,4 +1,4 @@
-"""Figure 8: chat streaming latency. A fake OpenAI-compatible provider process (the one the
+"""Figure 11: chat streaming latency. A fake OpenAI-compatible provider process (the one the
 tests use) delays its first token by a known amount; a ``foreman serve`` process routes every
 role to it through ``api_base``; the official ``openai`` SDK streams a chat completion. The
 figure is how long after the provider sent the final answer's first token the first content
@@ -50,11 +50,11 @@ async def streaming_figures(config: Path | None, workdir: Path, reps: int) -> li
                 if first is not None and provider:
                     gaps.append((first - provider[-1]) * 1000)
     if not gaps:
-        return [Row("8 streaming", "first content delta after the provider's first token",
+        return [Row("11 streaming", "first content delta after the provider's first token",
                     Stat.of([float("nan")]), "ms", goal=f"<= {GOAL_MS:.0f} ms", met=False,
                     detail={"error": "no content delta reached the client"})]
     stat = Stat.of(gaps)
-    return [Row("8 streaming", "chat: first content delta at the client after the provider's "
+    return [Row("11 streaming", "chat: first content delta at the client after the provider's "
                 f"first token (provider delays it {FIRST_TOKEN_DELAY_MS:.0f} ms)", stat, "ms",
                 goal=f"<= {GOAL_MS:.0f} ms", met=within(stat, GOAL_MS),
                 detail={"samples_ms": [round(g, 2) for g in gaps]})]
