@@ -6,7 +6,7 @@ UV := $(HOME)/.local/bin/uv
 endif
 ARGS ?=
 
-.PHONY: setup browser serve test eval lint fmt run-demo bench verify clean
+.PHONY: setup browser serve test eval eval-live lint fmt run-demo bench verify clean
 
 # uv comes from PyPI; --break-system-packages only matters on a distro-managed Python.
 $(UV):
@@ -33,6 +33,11 @@ test: setup browser
 # The offline eval suite under all three routing policies; fails when the baseline gate does.
 eval: setup
 	@$(UV) run --frozen foreman eval $(ARGS)
+
+# The scenarios against the models foreman.yaml routes to (real keys or a local server; see
+# docs/models.md). Slow with a small local model: narrow it, e.g. ARGS="--filter refund".
+eval-live: setup
+	@$(UV) run --frozen foreman eval --live $(ARGS)
 
 lint: setup
 	@$(UV) run --frozen ruff check app graphs tools prompts evals tests

@@ -48,6 +48,7 @@ class ModelEntry(BaseModel):
     context_window: int | None = Field(default=None, gt=0)
     supports_tools: bool | None = None
     supports_json: bool | None = None
+    supports_json_schema: bool | None = None
     max_tokens: int = Field(default=1024, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
 

@@ -68,6 +68,14 @@ class Timing:
         await self.app(scope, receive, timed_send)
 
 
+async def probe_models(app: FastAPI, settings: Settings, offline: bool) -> None:
+    """Find which roles have a reachable model, off the start path (``/readyz`` shows it)."""
+    from app.llm.reach import banner, role_models
+
+    app.state.models = await role_models(settings, offline)
+    log.info("models", extra={"status": banner(app.state.models)})
+
+
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
     """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
@@ -84,6 +92,9 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
             recovered = manager.recover()
             sweeper = asyncio.create_task(
                 manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            app.state.models = None
+            reach = asyncio.create_task(probe_models(app, settings, services.offline),
+                                        name="model-reachability")
             hooks = Webhooks(settings, services.store)
             dispatcher = asyncio.create_task(hooks.run_forever(), name="webhooks")
             log.info("foreman api ready", extra={
@@ -92,6 +103,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
                 yield
             finally:
                 sweeper.cancel()
+                reach.cancel()
                 dispatcher.cancel()
                 await manager.close()
                 await hooks.aclose()
