@@ -49,8 +49,9 @@ class RunClaims:
         """
         now = time.time()
         with self.db.tx() as c:
-            rows = c.run("SELECT tenant, owner, heartbeat_at, status FROM runs WHERE id = ?",
-                         (run_id,))
+            lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # SQLite: IMMEDIATE
+            rows = c.run("SELECT tenant, owner, heartbeat_at, status FROM runs WHERE id = ?"  # noqa: S608
+                         + lock, (run_id,))
             if not rows:
                 return None
             run = rows[0]
@@ -80,6 +81,12 @@ class RunClaims:
         if not rows:
             return "lost"
         return "cancel" if rows[0]["cancel_requested"] else "held"
+
+    def release(self, claim: Claim) -> None:
+        """Give the run up (its owner stops): another owner may claim it at once."""
+        with self.db.tx() as c:
+            c.run("UPDATE runs SET heartbeat_at = NULL WHERE id = ? AND epoch = ?",
+                  (claim.run_id, claim.epoch))
 
     def fence(self, c: Cursor, run_id: str, epoch: int) -> None:
         """Inside a transaction: lock the run row and check the epoch (``LeaseLost``).

@@ -26,6 +26,10 @@ class Cursor(Protocol):
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
+    @property
+    def connection(self) -> Any:
+        """The driver's connection of the transaction (sqlite3 or psycopg)."""
+
 
 class Database(ABC):
     """A connection (pool) to the app tables."""
@@ -63,6 +67,11 @@ class Database(ABC):
 class _SqliteCursor:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    @property
+    def connection(self) -> Any:
+        """The sqlite3 connection."""
+        return self.conn
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cur = self.conn.execute(sql, tuple(params))

@@ -44,6 +44,9 @@ class RunManager:
         self._thread_runs: dict[str, list[str]] = {}
         self._cancelled: set[str] = set()
 
+    async def open(self) -> None:
+        """Start what the manager runs beside the runs (nothing here)."""
+
     # starting
     def thread_busy(self, thread_id: str) -> bool:
         """A run of this thread is queued or running (here, or recorded as active)."""
@@ -62,8 +65,12 @@ class RunManager:
 
     def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
               metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
-              shadow: bool = False) -> RunRow:
-        """Record a run of ``task`` on the thread and execute it in the background."""
+              shadow: bool = False, interactive: bool = True) -> RunRow:
+        """Record a run of ``task`` on the thread and execute it in the background.
+
+        ``interactive`` (a client waits for it) ranks it above background runs where a
+        queue orders them (distributed mode); here every run takes the next free slot.
+        """
         self._admit(tenant, thread_id, enqueue)
         budget = (metadata or {}).get("budget_usd")
         run = self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,

@@ -108,7 +108,7 @@ class Runner:
                tenant: str = "default", created_by: str | None = None,
                metadata: Mapping[str, Any] | None = None, run_id: str | None = None,
                budget_usd: float | None = None, shadow: bool = False,
-               exclusive: bool = False, then: Callable[[Cursor], None] | None = None) -> RunRow:
+               exclusive: bool = False, then: Callable[[Cursor], object] | None = None) -> RunRow:
         """Record a pending run (and its thread, if new) without starting it.
 
         ``budget_usd`` replaces the configured per-run USD budget for this run; ``shadow``

@@ -210,7 +210,7 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
                    tenant: str = "default", created_by: str | None = None,
                    metadata: Mapping[str, Any] | None = None,
                    budget_usd: float | None = None, *, exclusive: bool = False,
-                   then: Callable[[Cursor], None] | None = None) -> None:
+                   then: Callable[[Cursor], object] | None = None) -> None:
         """Record a new run as pending, with its own USD budget if it has one.
 
         ``exclusive`` refuses (``Conflict``) when the thread already has an active run,

@@ -1,0 +1,83 @@
+"""Entry points of the processes the distributed-mode tests start (offline models, test
+embedder, a test gate from ``FOREMAN_TEST_GATE``, the shared sandbox ``FOREMAN_TEST_SANDBOX``).
+
+``python -m tests.e2e.cluster_node worker`` runs a worker; the API replicas are served by
+uvicorn from :func:`create_api`. ``FOREMAN_TEST_SLOW_REFUND_S`` makes ``issue_refund`` write
+its refund, leave a marker file ``refund-<pid>`` in the data dir and then wait that long
+before returning, so a test can kill the worker between the write and the ledger's DONE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import app.services
+from app.policy.gate import PolicyEngine
+from app.policy.rules import PolicyConfig
+from app.settings import load_settings
+from graphs.ports import PolicyGate
+from tests.fakes import HashingEmbedder, RefundNeedsApproval
+from tools import catalog
+
+app.services.make_embedder = lambda config: HashingEmbedder()  # type: ignore[assignment]
+
+
+def gate() -> PolicyGate | None:
+    """The test gate the environment names."""
+    choice = os.environ.get("FOREMAN_TEST_GATE")
+    if choice == "refund":
+        return RefundNeedsApproval()
+    if choice == "open":
+        return PolicyEngine(PolicyConfig())
+    return None
+
+
+def _slow_refunds(hold_s: float, data_dir: Path) -> None:
+    original = catalog.ALL_TOOLS["issue_refund"].func
+
+    def slow(ctx: Any, args: Any) -> Any:
+        out = original(ctx, args)
+        (data_dir / f"refund-{os.getpid()}").write_text(ctx.idempotency_key)
+        time.sleep(hold_s)
+        return out
+
+    catalog.ALL_TOOLS["issue_refund"] = dataclasses.replace(catalog.ALL_TOOLS["issue_refund"],
+                                                            func=slow)
+
+
+def create_api() -> Any:
+    """The API replica's app (uvicorn ``--factory``)."""
+    from app.api.app import create_app
+
+    return create_app(load_settings(), gate=gate())
+
+
+async def work() -> None:
+    """Run one worker until it is stopped."""
+    from app.logs import configure_json_logging
+    from app.worker import Worker
+
+    configure_json_logging()
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    settings = load_settings()
+    hold = float(os.environ.get("FOREMAN_TEST_SLOW_REFUND_S") or 0)
+    if hold:
+        _slow_refunds(hold, settings.data_dir)
+    async with app.services.open_services(settings, gate=gate()) as services:
+        shared = os.environ.get("FOREMAN_TEST_SANDBOX")
+        if shared:
+            services.runner.sandbox_path = Path(shared)
+        await Worker(services).run()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["worker"]:
+        sys.exit("usage: python -m tests.e2e.cluster_node worker")
+    asyncio.run(work())
