@@ -36,7 +36,18 @@ def gate() -> PolicyGate | None:
         return RefundNeedsApproval()
     if choice == "open":
         return PolicyEngine(PolicyConfig())
+    if choice == "hold-threads":
+        return HoldRefundsOnThreads()
     return None
+
+
+class HoldRefundsOnThreads(RefundNeedsApproval):
+    """Holds refunds for approval on threads named ``hold-*``; everything else runs."""
+
+    def check(self, request: Any) -> Any:
+        if request.thread_id.startswith("hold-"):
+            return super().check(request)
+        return PolicyEngine(PolicyConfig()).check(request)
 
 
 def _slow_refunds(hold_s: float, data_dir: Path) -> None:
