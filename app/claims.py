@@ -31,6 +31,7 @@ class Claim:
 
 
 Beat = Literal["held", "lost", "cancel"]
+Refusal = Literal["missing", "owned", "tenant_full"]
 
 
 class RunClaims:
@@ -39,13 +40,14 @@ class RunClaims:
     db: Database
 
     def claim_run(self, run_id: str, owner: str, *, tenant_limit: int | None = None,
-                  stale_s: float = 30.0, take_live: bool = True) -> Claim | None:
+                  stale_s: float = 30.0, take_live: bool = True) -> Claim | Refusal:
         """Take the run: bump its epoch, mark it running, stamp the heartbeat.
 
-        None when the run does not exist, when ``tenant_limit`` runs of its tenant are
-        already running under live claims, or (``take_live=False``) when another owner
-        still heartbeats it. The tenant's running runs are counted under a per-tenant
-        lock, so two claimers cannot both take the last slot.
+        Refused when the run does not exist (``missing``), when ``tenant_limit`` runs of its
+        tenant are already running under live claims (``tenant_full``), or, with
+        ``take_live=False``, while another owner still heartbeats it (``owned``). The
+        tenant's running runs are counted under a per-tenant lock, so two claimers cannot
+        both take the last slot.
         """
         now = time.time()
         with self.db.tx() as c:
@@ -53,12 +55,12 @@ class RunClaims:
             rows = c.run("SELECT tenant, owner, heartbeat_at, status FROM runs WHERE id = ?"  # noqa: S608
                          + lock, (run_id,))
             if not rows:
-                return None
+                return "missing"
             run = rows[0]
             live = (run["status"] == "running" and run["heartbeat_at"] is not None
                     and float(run["heartbeat_at"]) > now - stale_s)
             if live and not take_live and run["owner"] != owner:
-                return None
+                return "owned"
             if tenant_limit is not None:
                 if self.db.dialect == "postgres":
                     c.run("SELECT pg_advisory_xact_lock(hashtext(?))",
@@ -67,7 +69,7 @@ class RunClaims:
                           " AND id <> ? AND heartbeat_at > ?",
                           (run["tenant"], "running", run_id, now - stale_s))
                 if int(n[0]["n"]) >= tenant_limit:
-                    return None
+                    return "tenant_full"
             got = c.run("UPDATE runs SET epoch = epoch + 1, owner = ?, heartbeat_at = ?,"
                         " status = 'running', updated_at = ? WHERE id = ? RETURNING epoch",
                         (owner, now, now, run_id))

@@ -132,10 +132,10 @@ class Runner:
 
     def claimed(self, run: RunRow, claim: Claim | None) -> FencedStore:
         """The store as the run's claim sees it (claiming the run here when not given)."""
-        claim = claim or self.store.claim_run(run.id, OWNER)
-        if claim is None:
+        taken = claim or self.store.claim_run(run.id, OWNER)
+        if not isinstance(taken, Claim):
             raise NotFound(f"no run {run.id!r}")
-        return FencedStore(self.store, claim)
+        return FencedStore(self.store, taken)
 
     async def execute(self, run_id: str, listeners: Sequence[Listener] | None = None,
                       claim: Claim | None = None) -> RunResult:

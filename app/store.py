@@ -143,6 +143,8 @@ class RunRow:
     created_at: float = 0.0
     updated_at: float = 0.0
     budget_usd: float | None = None
+    epoch: int = 0
+    owner: str | None = None
 
 
 class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
@@ -383,4 +385,5 @@ def _run(row: Row) -> RunRow:
                   tenant=row.get("tenant") or "default", created_by=row.get("created_by"),
                   metadata=json.loads(row.get("metadata") or "{}"),
                   created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
-                  budget_usd=row.get("budget_usd"))
+                  budget_usd=row.get("budget_usd"), epoch=int(row.get("epoch") or 0),
+                  owner=row.get("owner"))

@@ -108,13 +108,15 @@ class Worker:
         if run.status not in ACTIVE:
             log.info("run is %s; its job has nothing to do", run.status)
             return
-        if self.store.cancel_requested(run.id):
-            self._cancelled(run, self.store.claim_run(run.id, self.name))
-            return
         claim = self.store.claim_run(run.id, self.name, tenant_limit=self.cfg.tenant_max_running,
                                      stale_s=self.cfg.stall_timeout_s, take_live=False)
-        if claim is None:  # tenant at its limit, or another live owner: try again shortly
+        if claim == "missing":
+            return
+        if not isinstance(claim, Claim):  # tenant at its limit, or another live owner
             self._later(run, action, decisions, context.job.priority)
+            return
+        if self.store.cancel_requested(run.id):
+            self._cancelled(run, claim)
             return
         try:
             await self._drive(context, run, claim, action, decisions)

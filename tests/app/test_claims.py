@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.claims import LeaseLost
+from app.claims import Claim, LeaseLost
 from app.db import PostgresDatabase, SqliteDatabase
 from app.errors import Conflict
 from app.fencing import FencedStore
@@ -37,13 +37,14 @@ def _ledger_row(key: str) -> LedgerRow:
 
 def test_claims_takeover_refuses_every_write_of_the_old_claim(store: Store) -> None:
     first = store.claim_run("r-1", "w1")
-    assert first is not None and first.epoch == 1
+    assert isinstance(first, Claim) and first.epoch == 1
+    assert store.claim_run("r-404", "w1") == "missing"
     old = FencedStore(store, first)
     old.append_event("r-1", "run_started", {"by": "w1"})
     old.tool_started("t-1:call-1", "t-1", "billing", "issue_refund", "abc")
 
     second = store.claim_run("r-1", "w2")
-    assert second is not None and second.epoch == 2
+    assert isinstance(second, Claim) and second.epoch == 2
     new = FencedStore(store, second)
 
     with pytest.raises(LeaseLost):
@@ -70,10 +71,10 @@ def test_claims_takeover_refuses_every_write_of_the_old_claim(store: Store) -> N
 
 def test_claims_live_owner_is_not_taken_over_until_its_heartbeat_is_stale(store: Store) -> None:
     held = store.claim_run("r-1", "w1", stale_s=30)
-    assert held is not None
-    assert store.claim_run("r-1", "w2", stale_s=30, take_live=False) is None
-    assert store.claim_run("r-1", "w1", stale_s=30, take_live=False) is not None  # its own
-    assert store.claim_run("r-1", "w2", stale_s=0.0, take_live=False) is not None  # stale
+    assert isinstance(held, Claim)
+    assert store.claim_run("r-1", "w2", stale_s=30, take_live=False) == "owned"
+    assert isinstance(store.claim_run("r-1", "w1", stale_s=30, take_live=False), Claim)  # its own
+    assert isinstance(store.claim_run("r-1", "w2", stale_s=0.0, take_live=False), Claim)  # stale
     store.release(held)  # an old epoch releases nothing
     assert store.get_run("r-1").status == "running"  # type: ignore[union-attr]
 
@@ -83,17 +84,17 @@ def test_claims_tenant_limit_counts_live_running_runs(store: Store) -> None:
         store.create_run(f"r-{n}", "t-1", "support", "task", tenant="acme")
     store.create_thread("t-9", "globex")
     store.create_run("r-9", "t-9", "support", "task", tenant="globex")
-    assert store.claim_run("r-1", "w1", tenant_limit=2) is not None
-    assert store.claim_run("r-2", "w1", tenant_limit=2) is not None
-    assert store.claim_run("r-3", "w1", tenant_limit=2) is None  # acme is at its limit
-    assert store.claim_run("r-9", "w1", tenant_limit=2) is not None  # globex is not
+    assert isinstance(store.claim_run("r-1", "w1", tenant_limit=2), Claim)
+    assert isinstance(store.claim_run("r-2", "w1", tenant_limit=2), Claim)
+    assert store.claim_run("r-3", "w1", tenant_limit=2) == "tenant_full"  # acme's limit
+    assert isinstance(store.claim_run("r-9", "w1", tenant_limit=2), Claim)  # globex is not
     store.update_run("r-1", status="success")
-    assert store.claim_run("r-3", "w1", tenant_limit=2) is not None
+    assert isinstance(store.claim_run("r-3", "w1", tenant_limit=2), Claim)
 
 
 def test_claims_cancel_request_reaches_the_heartbeat(store: Store) -> None:
     claim = store.claim_run("r-1", "w1")
-    assert claim is not None
+    assert isinstance(claim, Claim)
     store.set_cancel_requested("r-1")
     assert store.cancel_requested("r-1") and store.heartbeat(claim) == "cancel"
 
