@@ -44,7 +44,7 @@ class RunManager:
         self.broker = broker
         cfg = services.settings.runs
         self._slots = asyncio.Semaphore(cfg.max_concurrent)
-        self._limiter = RateLimiter(cfg.rate_limit_per_minute)
+        self._limiter = RateLimiter(cfg.rate_limit_per_minute, self.store.db)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._thread_runs: dict[str, list[str]] = {}
