@@ -39,7 +39,7 @@ class Worker:
     """One worker process: a procrastinate worker whose single task drives runs."""
 
     def __init__(self, services: Services, concurrency: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, install_signals: bool = True) -> None:
         url = services.settings.database_url
         if not url:
             raise ValueError("foreman worker needs FOREMAN_DATABASE_URL (PostgreSQL)")
@@ -56,6 +56,7 @@ class Worker:
             kwargs={"prepare_threshold": None}))
         self.app.task(name=TASK_NAME, queue=QUEUE, pass_context=True)(self._job)
         self.finished: list[str] = []
+        self.install_signals = install_signals
 
     async def run(self) -> None:
         """Serve jobs until stopped (SIGINT / SIGTERM stop it gracefully)."""
@@ -70,7 +71,7 @@ class Worker:
                     queues=[QUEUE], name=self.name, concurrency=self.concurrency,
                     update_heartbeat_interval=self.cfg.heartbeat_s,
                     stalled_worker_timeout=self.cfg.stall_timeout_s,
-                    install_signal_handlers=True, listen_notify=True,
+                    install_signal_handlers=self.install_signals, listen_notify=True,
                     shutdown_graceful_timeout=SHUTDOWN_GRACE_S,
                     abort_job_polling_interval=max(1.0, self.cfg.heartbeat_s))
             finally:
