@@ -38,8 +38,14 @@ def worker(concurrency: Annotated[int | None, typer.Option(
                f"{settings.queue.stall_timeout_s:g}s")
     configure_json_logging()
     logging.getLogger("procrastinate").setLevel(logging.WARNING)  # a line per job otherwise
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_work(settings, concurrency))
+    from app.errors import ForemanError
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_work(settings, concurrency))
+    except ForemanError as e:  # e.g. the database cannot be reached
+        typer.echo(f"foreman worker: could not start: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 async def _work(settings: Settings, concurrency: int | None) -> None:
