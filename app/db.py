@@ -165,9 +165,15 @@ class PostgresDatabase(Database):
 
     @contextmanager
     def tx(self) -> Iterator[Cursor]:
-        """A transaction on a pooled connection."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield _PgCursor(cur)
+        """A transaction on a pooled connection; ``StorageError`` when the server is gone."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield _PgCursor(cur)
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            raise StorageError(f"the database is unavailable: {type(e).__name__}") from e
 
     def columns(self, table: str) -> set[str]:
         """Column names from the information schema (current search path)."""

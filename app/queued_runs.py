@@ -87,7 +87,7 @@ class QueuedRunManager(RunManager):
         deadline = time.monotonic() + (limit_s if limit_s is not None else 1e9)
         while True:
             waiter = self.broker.waiter(run_id)  # taken before the read: no wake-up is missed
-            run = self.store.get_run(run_id)
+            run = await asyncio.to_thread(self.store.get_run, run_id)  # off the API's loop
             if run is None:
                 raise NotFound(f"no run {run_id!r}")
             left = deadline - time.monotonic()

@@ -22,7 +22,7 @@ from langgraph.types import Command, Overwrite
 from app.checkpoint import prune_finished
 from app.claims import Claim, LeaseLost
 from app.db import Cursor
-from app.errors import NotFound, RunStateError
+from app.errors import NotFound, RunStateError, StorageError
 from app.events import Listener, RunEvents, SystemClock
 from app.executor import SandboxExecutor
 from app.fencing import FencedStore
@@ -214,8 +214,8 @@ class Runner:
         store.update_run(run_id, status="running")
         try:
             await graph.ainvoke(payload, config, context=context, durability="sync")
-        except LeaseLost:  # another owner has the run now: write nothing more
-            raise
+        except (LeaseLost, StorageError):  # another owner has the run, or the database is
+            raise  # gone: write nothing more here (the run goes on from its checkpoint)
         except GraphRecursionError as e:
             return self._fail(run_id, thread_id, events, f"superstep limit reached: {e}")
         except Exception as e:  # the run fails; the process and other runs carry on

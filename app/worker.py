@@ -17,10 +17,11 @@ import socket
 from contextlib import suppress
 from typing import Any
 
-from procrastinate import App, JobContext, PsycopgConnector
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.job_context import AbortReason
 
 from app.claims import Claim, LeaseLost
+from app.errors import StorageError
 from app.events import RunEvents
 from app.fencing import FencedStore
 from app.logs import run_id_var, thread_id_var
@@ -54,9 +55,13 @@ class Worker:
         self.app = App(connector=PsycopgConnector(
             conninfo=url, min_size=1, max_size=self.concurrency + 3,
             kwargs={"prepare_threshold": None}))
-        self.app.task(name=TASK_NAME, queue=QUEUE, pass_context=True)(self._job)
+        # A job that failed because the database blinked is tried again, backing off.
+        retry = RetryStrategy(max_attempts=8, wait=1, exponential_wait=2,
+                              retry_exceptions={StorageError})
+        self.app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=retry)(self._job)
         self.finished: list[str] = []
         self.install_signals = install_signals
+        self.ready = asyncio.Event()  # set once the worker is about to take jobs
 
     async def run(self) -> None:
         """Serve jobs until stopped (SIGINT / SIGTERM stop it gracefully)."""
@@ -67,6 +72,7 @@ class Worker:
             try:
                 log.info("foreman worker ready",
                          extra={"status": f"concurrency={self.concurrency}"})
+                self.ready.set()
                 await self.app.run_worker_async(
                     queues=[QUEUE], name=self.name, concurrency=self.concurrency,
                     update_heartbeat_interval=self.cfg.heartbeat_s,

@@ -40,6 +40,7 @@ async def distributed(tmp_path: Path, pg_url: str) -> AsyncIterator[Distributed]
         await manager.open()
         worker = Worker(services, concurrency=2, install_signals=False)
         serving = asyncio.create_task(worker.run())
+        await asyncio.wait_for(worker.ready.wait(), 60)  # stopping it mid-start would hang
         try:
             yield Distributed(services, manager, worker)
         finally:
