@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -24,7 +23,7 @@ from app.claims import Claim, LeaseLost
 from app.db import Cursor
 from app.errors import NotFound, RunStateError, StorageError
 from app.events import Listener, RunEvents, SystemClock
-from app.executor import SandboxExecutor
+from app.executor import LedgerExecutor
 from app.fencing import FencedStore
 from app.knowledge.runtime import KnowledgeRuntime, LazyKnowledge, TenantMemory
 from app.llm.journal import Journal
@@ -34,6 +33,8 @@ from app.store import RunRow, Store
 from app.teams import team_spec
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import PolicyGate, RunContext
+from tools.registry import ToolRegistry
+from tools.spec import Secrets
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who claims runs executed in this process
@@ -83,14 +84,16 @@ class Runner:
     """Compiles one graph per team with the checkpointer and runs threads on it."""
 
     def __init__(self, settings: Settings, store: Store, saver: BaseCheckpointSaver[Any],
-                 router: Router, gate: PolicyGate, sandbox_path: Path, *,
-                 knowledge: KnowledgeRuntime | None = None) -> None:
+                 router: Router, gate: PolicyGate, registry: ToolRegistry, *,
+                 knowledge: KnowledgeRuntime | None = None,
+                 secrets: Secrets | None = None) -> None:
         self.settings = settings
         self.store = store
         self.saver = saver
         self.router = router
         self.gate = gate
-        self.sandbox_path = sandbox_path
+        self.registry = registry
+        self.secrets = secrets
         self.knowledge = knowledge
         self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._limits: dict[str, int] = {}
@@ -99,7 +102,7 @@ class Runner:
         """The compiled graph of a team (built once)."""
         if team not in self._graphs:
             # Built once: the team spec reads its agents' prompt files.
-            spec = team_spec(self.settings, team)
+            spec = team_spec(self.settings, team, self.registry)
             self._graphs[team] = build_graph(spec).compile(checkpointer=self.saver)
             self._limits[team] = recursion_limit(spec)
         return self._graphs[team]
@@ -206,8 +209,10 @@ class Runner:
         journal = Journal(store, run_id, thread_id, tenant)
         context = RunContext(
             router=self.router.for_run(journal, events, run.budget_usd if run else None),
-            tools=SandboxExecutor(store, self.sandbox_path, tenant=tenant,
-                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow),
+            tools=LedgerExecutor(store, self.registry, tenant=tenant,
+                                 knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
+                                 run_id=run_id, principal=(run.created_by or "") if run else "",
+                                 secrets=self.secrets),
             gate=self.gate, events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
             shadow=shadow)

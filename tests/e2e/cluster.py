@@ -1,8 +1,10 @@
 """A distributed-mode cluster on loopback for tests: API replicas and worker processes on
-one PostgreSQL schema, each process with its own data dir, all sharing one sandbox file."""
+one PostgreSQL schema, each process with its own data dir, all sharing one sandbox file
+(the demo pack's ``db_path``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -115,8 +117,8 @@ class Cluster:
     def _node(self, kind: str, extra: dict[str, str]) -> Node:
         self._n += 1
         data = self.root / f"{kind}-{self._n}"
-        env = base_env(data, self.pg_url, {"FOREMAN_TEST_SANDBOX": str(self.sandbox),
-                                           **self.env, **extra})
+        shared = json.dumps([{"name": "demo", "settings": {"db_path": str(self.sandbox)}}])
+        env = base_env(data, self.pg_url, {"FOREMAN_TOOLS__PACKS": shared, **self.env, **extra})
         return Node(kind, data, env)
 
     def start(self, apis: int, workers: int, **extra: str) -> Cluster:

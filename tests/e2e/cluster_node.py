@@ -1,5 +1,5 @@
 """Entry points of the processes the distributed-mode tests start (offline models, test
-embedder, a test gate from ``FOREMAN_TEST_GATE``, the shared sandbox ``FOREMAN_TEST_SANDBOX``).
+embedder, a test gate from ``FOREMAN_TEST_GATE``).
 
 ``python -m tests.e2e.cluster_node worker`` runs a worker; the API replicas are served by
 uvicorn from :func:`create_api`. ``FOREMAN_TEST_SLOW_REFUND_S`` makes ``issue_refund`` write
@@ -24,7 +24,7 @@ from app.policy.rules import PolicyConfig
 from app.settings import load_settings
 from graphs.ports import PolicyGate
 from tests.fakes import HashingEmbedder, RefundNeedsApproval
-from tools import catalog
+from tools import demo
 
 app.services.make_embedder = lambda config: HashingEmbedder()  # type: ignore[assignment]
 
@@ -51,7 +51,7 @@ class HoldRefundsOnThreads(RefundNeedsApproval):
 
 
 def _slow_refunds(hold_s: float, data_dir: Path) -> None:
-    original = catalog.ALL_TOOLS["issue_refund"].func
+    original = next(t for t in demo.PACK.tools if t.name == "issue_refund").func
 
     def slow(ctx: Any, args: Any) -> Any:
         out = original(ctx, args)
@@ -59,8 +59,9 @@ def _slow_refunds(hold_s: float, data_dir: Path) -> None:
         time.sleep(hold_s)
         return out
 
-    catalog.ALL_TOOLS["issue_refund"] = dataclasses.replace(catalog.ALL_TOOLS["issue_refund"],
-                                                            func=slow)
+    demo.PACK = dataclasses.replace(demo.PACK, tools=tuple(
+        dataclasses.replace(t, func=slow) if t.name == "issue_refund" else t
+        for t in demo.PACK.tools))
 
 
 def create_api() -> Any:
@@ -82,9 +83,6 @@ async def work() -> None:
     if hold:
         _slow_refunds(hold, settings.data_dir)
     async with app.services.open_services(settings, gate=gate()) as services:
-        shared = os.environ.get("FOREMAN_TEST_SANDBOX")
-        if shared:
-            services.runner.sandbox_path = Path(shared)
         await Worker(services).run()
 
 
