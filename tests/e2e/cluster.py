@@ -63,7 +63,7 @@ class Node:
     def log(self) -> str:
         return (self.data_dir / f"{self.kind}.log").read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
