@@ -135,7 +135,7 @@ async def distributed_figures(config: Path | None, workdir: Path) -> list[Row]:
     try:
         admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError:
-        return [Row("10 distributed", f"skipped: no PostgreSQL at {base}", Stat.of([0.0]), "")]
+        return [Row("11 distributed", f"skipped: no PostgreSQL at {base}", Stat.of([0.0]), "")]
     results: dict[str, list[tuple[float, int, list[float]]]] = {}
     try:
         for name, workers in (("embedded", []), ("distributed", [1, 2])):
@@ -161,10 +161,10 @@ def _rows(results: dict[str, list[tuple[float, int, list[float]]]]) -> list[Row]
               "one_worker": {"wall_s": round(w1, 2), "ok": ok1},
               "two_workers": {"wall_s": round(w2, 2), "ok": ok2, "reads": len(d_reads)}}
     return [
-        Row("10 distributed", f"{label}: status read p95, 1 API + 2 workers", Stat.of([d95]),
+        Row("11 distributed", f"{label}: status read p95, 1 API + 2 workers", Stat.of([d95]),
             "ms", Stat.of([e95]), f"embedded, {2 * CONCURRENCY} runs at once in the API",
             Stat.of([d95 / e95]) if e95 else None, "<= 50 ms", d95 <= 50, detail),
-        Row("10 distributed", f"{label}: throughput, 2 workers vs 1",
+        Row("11 distributed", f"{label}: throughput, 2 workers vs 1",
             Stat.of([w1 / w2 if w2 else 0.0]), "x", Stat.of([w1]), "wall s with 1 worker",
             None, ">= 1.7x", bool(w2) and w1 / w2 >= 1.7 and ok1 == ok2 == RUNS, detail),
     ]
