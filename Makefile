@@ -6,7 +6,7 @@ UV := $(HOME)/.local/bin/uv
 endif
 ARGS ?=
 
-.PHONY: setup browser serve test eval eval-live lint fmt run-demo bench verify clean
+.PHONY: setup browser serve test test-cluster eval eval-live lint fmt run-demo bench verify clean
 
 # uv comes from PyPI; --break-system-packages only matters on a distro-managed Python.
 $(UV):
@@ -28,7 +28,11 @@ browser:
 	fi
 
 test: setup browser
-	@$(UV) run --frozen pytest $(ARGS)
+	@$(UV) run --frozen pytest -m "not cluster" $(ARGS)
+
+# Distributed mode with real processes (2 API replicas, 3 workers, PostgreSQL): a few minutes.
+test-cluster: setup
+	@$(UV) run --frozen pytest -m cluster tests/e2e/test_distributed.py $(ARGS)
 
 # The offline eval suite under all three routing policies; fails when the baseline gate does.
 eval: setup

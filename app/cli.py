@@ -15,6 +15,7 @@ from app.approvals_cli import approvals_app, audit_app
 from app.kb_cli import kb_app
 from app.models_cli import models_app
 from app.tools_cli import init, tools_app
+from app.worker_cli import worker
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +32,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
+app.command("worker")(worker)
 app.add_typer(tools_app, name="tools")
 app.command("init")(init)
 
@@ -54,6 +56,10 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
           port: Annotated[int | None, typer.Option(help="Port.")] = None,
+          workers: Annotated[int | None, typer.Option(
+              min=0, max=256, help="Runs this process executes at once; 0: none, they go to "
+                                   "the queue for `foreman worker` (needs FOREMAN_DATABASE_URL)."
+          )] = None,
           config: ConfigOpt = None) -> None:
     """Start the HTTP API on 127.0.0.1:8000 (offline when no provider key is configured)."""
     import uvicorn
@@ -64,7 +70,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     from app.llm.router import is_offline
     from app.logs import configure_json_logging
 
-    settings = _settings(config)
+    settings = _with_workers(_settings(config), workers)
     host = host or settings.server.host
     port = port or int(os.environ.get("PORT") or settings.server.port)
     try:
@@ -85,6 +91,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
     typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")
     typer.echo(f"Storage: {_storage_line(settings)}")
+    typer.echo("Runs: executed in this process" if settings.queue.api_executes
+               else "Runs: queued for `foreman worker` processes (this API executes none)")
     if settings.tools.mcp:
         typer.echo("MCP servers: " + ", ".join(f"{m.name} ({m.url or ' '.join(m.command or [])})"
                                                for m in settings.tools.mcp)
@@ -107,6 +115,22 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
         typer.echo(f"foreman: {'bad config' if bad_config else 'could not start'}: "
                    f"{boot.failed}", err=True)
         raise typer.Exit(2 if bad_config else 1)
+
+
+def _with_workers(settings: Settings, workers: int | None) -> Settings:
+    """``serve --workers N``: N runs at once in this process, or 0 for API-only replicas."""
+    if workers is None:
+        return settings
+    if workers == 0:
+        if not settings.database_url:
+            typer.echo("foreman serve: --workers 0 leaves runs to `foreman worker` processes, "
+                       "which share a PostgreSQL queue: set FOREMAN_DATABASE_URL", err=True)
+            raise typer.Exit(2)
+        return settings.model_copy(update={
+            "queue": settings.queue.model_copy(update={"api_executes": False})})
+    return settings.model_copy(update={
+        "runs": settings.runs.model_copy(update={"max_concurrent": workers}),
+        "queue": settings.queue.model_copy(update={"api_executes": True})})
 
 
 def _storage_line(settings: Settings) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.db import Database
+from app.db import Cursor, Database
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,18 @@ class CostLedger:
     def ledger_put(self, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
         """Record a call, with its response when it answered (first write wins)."""
         with self.db.tx() as c:
-            c.run("INSERT INTO model_calls (run_id, call_key, thread_id, tenant, role, agent,"
-                  " model, tier, route_reason, prompt_tokens, completion_tokens, cached_tokens,"
-                  " cost_usd, latency_ms, outcome, response, created_at)"
-                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                  (row.run_id, row.call_key, row.thread_id, row.tenant, row.role, row.agent,
-                   row.model, row.tier, row.route_reason, row.prompt_tokens,
-                   row.completion_tokens, row.cached_tokens, row.cost_usd, row.latency_ms,
-                   row.outcome, json.dumps(response), time.time()))
+            self.ledger_in(c, row, response)
+
+    def ledger_in(self, c: Cursor, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
+        """``ledger_put`` inside the caller's transaction."""
+        c.run("INSERT INTO model_calls (run_id, call_key, thread_id, tenant, role, agent,"
+              " model, tier, route_reason, prompt_tokens, completion_tokens, cached_tokens,"
+              " cost_usd, latency_ms, outcome, response, created_at)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+              (row.run_id, row.call_key, row.thread_id, row.tenant, row.role, row.agent,
+               row.model, row.tier, row.route_reason, row.prompt_tokens,
+               row.completion_tokens, row.cached_tokens, row.cost_usd, row.latency_ms,
+               row.outcome, json.dumps(response), time.time()))
 
     def ledger(self, run_id: str) -> list[dict[str, Any]]:
         """The run's cost-ledger rows in the order they were written (without responses)."""

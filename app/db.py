@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,6 +25,10 @@ class Cursor(Protocol):
     """What a transaction hands the store: run a statement, read rows back."""
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    @property
+    def connection(self) -> Any:
+        """The driver's connection of the transaction (sqlite3 or psycopg)."""
 
 
 class Database(ABC):
@@ -47,6 +51,10 @@ class Database(ABC):
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
+    def schema_lock(self) -> AbstractContextManager[None]:
+        """Held while the schema is created or migrated (a no-op for one SQLite process)."""
+        return nullcontext()
+
     @abstractmethod
     def columns(self, table: str) -> set[str]:
         """Column names of a table (empty when it does not exist)."""
@@ -59,6 +67,11 @@ class Database(ABC):
 class _SqliteCursor:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    @property
+    def connection(self) -> Any:
+        """The sqlite3 connection."""
+        return self.conn
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cur = self.conn.execute(sql, tuple(params))
@@ -107,6 +120,11 @@ class _PgCursor:
     def __init__(self, cur: Any) -> None:
         self.cur = cur
 
+    @property
+    def connection(self) -> Any:
+        """The psycopg connection of the transaction (to enqueue a job inside it)."""
+        return self.cur.connection
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         # The store's SQL never holds a literal "?" or "%", so the swap is safe.
         self.cur.execute(sql.replace("?", "%s"), tuple(params))
@@ -129,15 +147,33 @@ class PostgresDatabase(Database):
             where = urlsplit(url)
             raise StorageError(f"cannot reach PostgreSQL at {where.hostname}:{where.port or 5432}"
                                f"{where.path}: {str(e).strip().splitlines()[-1]}") from e
+        self.url = url
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=True,
                                     kwargs={"autocommit": True, "row_factory": dict_row})
         self._pool.wait(timeout=10)
 
     @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """A session advisory lock on a connection of its own, so that every DDL statement
+        of one process's start runs before or after another's, never interleaved."""
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(7310000)")
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7310000)")
+
+    @contextmanager
     def tx(self) -> Iterator[Cursor]:
-        """A transaction on a pooled connection."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield _PgCursor(cur)
+        """A transaction on a pooled connection; ``StorageError`` when the server is gone."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield _PgCursor(cur)
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            raise StorageError(f"the database is unavailable: {type(e).__name__}") from e
 
     def columns(self, table: str) -> set[str]:
         """Column names from the information schema (current search path)."""

@@ -1,30 +1,36 @@
 """Background runs on the server's event loop: bounded, one at a time per thread, cancellable.
 
-A run is recorded first (pending) and executed by a task that holds the thread's lock and a
-slot of the global semaphore. Tasks cancelled by shutdown leave their run ``running`` so the
-next start resumes it from its last checkpoint; only an explicit cancel marks it cancelled.
+A run is recorded first (pending) and executed by a task that holds the thread's lock, a
+claim of the run (``app.claims``: its tenant's concurrency limit is checked there, in the
+database) and a slot of the global semaphore. Claims are heartbeated; a run another live
+process claimed is left to it, so two servers started on one database do not both resume
+it. Tasks cancelled by shutdown leave their run ``running`` so the next start resumes it
+from its last checkpoint; only an explicit cancel marks it cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from app.broker import EventBroker
+from app.claims import Claim, LeaseLost
 from app.errors import Conflict, NotFound
 from app.events import Listener, RunEvents
 from app.llm.stream import token_receiver
 from app.logs import run_id_var, thread_id_var
 from app.ratelimit import RateLimiter
-from app.runner import RunResult
+from app.runner import OWNER, RunResult
 from app.services import Services
 from app.store import ACTIVE, RunRow
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[Sequence[Listener]], Awaitable[RunResult]]
+Job = Callable[[Sequence[Listener], Claim], Awaitable[RunResult]]
+TENANT_WAIT_S = 0.5  # how often a run held back by its tenant's limit tries again
 TERMINAL = ("success", "error", "timeout")
 
 
@@ -39,11 +45,33 @@ class RunManager:
         self.broker = broker
         cfg = services.settings.runs
         self._slots = asyncio.Semaphore(cfg.max_concurrent)
-        self._limiter = RateLimiter(cfg.rate_limit_per_minute)
+        self._limiter = RateLimiter(cfg.rate_limit_per_minute, self.store.db)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._thread_runs: dict[str, list[str]] = {}
         self._cancelled: set[str] = set()
+        self._claims: dict[str, Claim] = {}
+        self._beats: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Start heartbeating the claims of the runs executing here."""
+        self._beats = asyncio.create_task(self._heartbeat_forever(), name="run-heartbeats")
+
+    async def _heartbeat_forever(self) -> None:
+        every = self.services.settings.queue.heartbeat_s
+        while True:
+            await asyncio.sleep(every)
+            for run_id, claim in list(self._claims.items()):
+                try:
+                    state = self.store.heartbeat(claim)
+                except Exception:  # the database blinked: the next beat tries again
+                    log.warning("heartbeat failed", extra={"run_id": run_id})
+                    continue
+                task = self._tasks.get(run_id)
+                if state != "held" and task is not None:
+                    if state == "cancel":  # asked from another process sharing the database
+                        self._cancelled.add(run_id)
+                    task.cancel()
 
     # starting
     def thread_busy(self, thread_id: str) -> bool:
@@ -63,14 +91,18 @@ class RunManager:
 
     def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
               metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
-              shadow: bool = False) -> RunRow:
-        """Record a run of ``task`` on the thread and execute it in the background."""
+              shadow: bool = False, interactive: bool = True) -> RunRow:
+        """Record a run of ``task`` on the thread and execute it in the background.
+
+        ``interactive`` (a client waits for it) ranks it above background runs where a
+        queue orders them (distributed mode); here every run takes the next free slot.
+        """
         self._admit(tenant, thread_id, enqueue)
         budget = (metadata or {}).get("budget_usd")
         run = self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,
                                  metadata=metadata, shadow=shadow,
                                  budget_usd=float(budget) if budget is not None else None)
-        self._spawn(run, lambda listeners: self.runner.execute(run.id, listeners))
+        self._spawn(run, lambda listeners, claim: self.runner.execute(run.id, listeners, claim))
         return run
 
     # resuming with decisions (the approvals service calls these: see app.approvals)
@@ -84,8 +116,9 @@ class RunManager:
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Resume the run with ``{interrupt_id: decision}`` in the background."""
         self.store.update_run(run.id, status="pending")
-        self._spawn(run, lambda listeners: self.runner.resume(
-            run.thread_id, decisions, listeners, run_id=run.id))
+        self.store.set_cancel_requested(run.id, False)
+        self._spawn(run, lambda listeners, claim: self.runner.resume(
+            run.thread_id, decisions, listeners, run_id=run.id, claim=claim))
 
     def _spawn(self, run: RunRow, job: Job) -> None:
         self._thread_runs.setdefault(run.thread_id, []).append(run.id)
@@ -101,12 +134,19 @@ class RunManager:
                 if run.id in self._cancelled:
                     self._mark_cancelled(run.id)
                     return
+                claim = await self._claim(run)
+                if claim is None:
+                    log.info("run is executed by another live process; left to it")
+                    return
+                self._claims[run.id] = claim
                 async with self._slots:
-                    await job([self.broker.listener(run.id)])
+                    await job([self.broker.listener(run.id)], claim)
         except asyncio.CancelledError:
             if run.id in self._cancelled:
                 self._mark_cancelled(run.id)
             raise
+        except LeaseLost:
+            log.warning("run was taken over by another process; stopped here")
         except Exception as e:  # a run's failure must not escape into the server loop
             log.exception("run could not execute")
             self.store.update_run(run.id, status="error", error=f"{type(e).__name__}: {e}")
@@ -118,8 +158,28 @@ class RunManager:
             if not queue:
                 self._thread_runs.pop(run.thread_id, None)
             self._tasks.pop(run.id, None)
+            self._claims.pop(run.id, None)
             self._cancelled.discard(run.id)
             self.broker.notify(run.id)
+
+    async def _claim(self, run: RunRow) -> Claim | None:
+        """Claim the run once its tenant has a free slot; None when another live process
+        holds it."""
+        cfg = self.services.settings.queue
+        while True:
+            current = self.store.get_run(run.id)
+            if current is None:
+                return None
+            dead = current.status == "running" and owner_is_gone(current.owner)
+            got = self.store.claim_run(run.id, OWNER, tenant_limit=cfg.tenant_max_running,
+                                       stale_s=cfg.stall_timeout_s, take_live=dead)
+            if isinstance(got, Claim):
+                return got
+            if got == "missing" or (got == "owned" and current.status not in ACTIVE):
+                return None
+            # The tenant is at its limit, or another process still heartbeats the run (if it
+            # stops, its claim goes stale and this one takes over).
+            await asyncio.sleep(TENANT_WAIT_S if got == "tenant_full" else cfg.heartbeat_s)
 
     def _mark_cancelled(self, run_id: str) -> None:
         self.store.update_run(run_id, status="interrupted", stop_reason="cancelled")
@@ -148,8 +208,9 @@ class RunManager:
             task.cancel()
             if wait:
                 await asyncio.wait({task})
-        elif run.status in ACTIVE:
-            self._mark_cancelled(run_id)  # recorded as active but not running here
+        elif run.status in ACTIVE:  # recorded as active but not running here
+            self.store.set_cancel_requested(run_id)  # its owner, if alive, stops at a beat
+            self._mark_cancelled(run_id)
         elif run.status in TERMINAL:
             raise Conflict(f"run {run_id} already finished ({run.status})")
         return await self.wait(run_id, limit_s=0) if wait else run
@@ -169,10 +230,11 @@ class RunManager:
         return recovered
 
     def _resume_job(self, run: RunRow) -> Job:
-        return lambda listeners: self.runner.resume(run.thread_id, None, listeners, run_id=run.id)
+        return lambda listeners, claim: self.runner.resume(run.thread_id, None, listeners,
+                                                           run_id=run.id, claim=claim)
 
     def _execute_job(self, run: RunRow) -> Job:
-        return lambda listeners: self.runner.execute(run.id, listeners)
+        return lambda listeners, claim: self.runner.execute(run.id, listeners, claim)
 
     async def sweep_forever(self, every_s: float) -> None:
         """Expire overdue approvals now and every ``every_s`` seconds (a lifespan task)."""
@@ -185,6 +247,10 @@ class RunManager:
 
     async def close(self) -> None:
         """Stop every task without marking runs cancelled (they resume at next start)."""
+        if self._beats is not None:
+            self._beats.cancel()
+        for claim in list(self._claims.values()):
+            self.store.release(claim)  # another process may take them at once
         tasks = list(self._tasks.values())
         for t in tasks:
             t.cancel()
@@ -199,3 +265,17 @@ class RunManager:
     def active(self) -> int:
         """Runs queued or running in this process."""
         return len(self._tasks)
+
+
+def owner_is_gone(owner: str | None) -> bool:
+    """The claim's owner was a process on this host that no longer exists."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != OWNER.rpartition(":")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +19,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Overwrite
 
 from app.checkpoint import prune_finished
-from app.errors import NotFound, RunStateError
+from app.claims import Claim, LeaseLost
+from app.db import Cursor
+from app.errors import NotFound, RunStateError, StorageError
 from app.events import Listener, RunEvents, SystemClock
 from app.executor import LedgerExecutor
+from app.fencing import FencedStore
 from app.knowledge.runtime import KnowledgeRuntime, LazyKnowledge, TenantMemory
 from app.llm.journal import Journal
 from app.llm.router import Router
@@ -33,6 +38,7 @@ from tools.registry import ToolRegistry
 from tools.spec import Secrets
 
 log = logging.getLogger(__name__)
+OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who claims runs executed in this process
 
 
 def new_thread_id() -> str:
@@ -105,11 +111,14 @@ class Runner:
     def create(self, task: str, team: str | None = None, thread_id: str | None = None, *,
                tenant: str = "default", created_by: str | None = None,
                metadata: Mapping[str, Any] | None = None, run_id: str | None = None,
-               budget_usd: float | None = None, shadow: bool = False) -> RunRow:
+               budget_usd: float | None = None, shadow: bool = False,
+               exclusive: bool = False, then: Callable[[Cursor], object] | None = None) -> RunRow:
         """Record a pending run (and its thread, if new) without starting it.
 
         ``budget_usd`` replaces the configured per-run USD budget for this run; ``shadow``
-        makes write tools record what they would do instead of doing it.
+        makes write tools record what they would do instead of doing it. ``exclusive`` and
+        ``then`` are :meth:`Store.create_run`'s (the busy-thread check, the job enqueued in
+        the run row's transaction).
         """
         if shadow:
             metadata = {**(metadata or {}), "mode": "shadow"}
@@ -119,23 +128,33 @@ class Runner:
         run_id = run_id or new_run_id()
         self.store.create_thread(thread_id, tenant)
         self.store.create_run(run_id, thread_id, team, task, tenant=tenant,
-                              created_by=created_by, metadata=metadata, budget_usd=budget_usd)
+                              created_by=created_by, metadata=metadata, budget_usd=budget_usd,
+                              exclusive=exclusive, then=then)
         run = self.store.get_run(run_id)
         assert run is not None
         return run
 
-    async def execute(self, run_id: str,
-                      listeners: Sequence[Listener] | None = None) -> RunResult:
-        """Start a pending run from its task."""
+    def claimed(self, run: RunRow, claim: Claim | None) -> FencedStore:
+        """The store as the run's claim sees it (claiming the run here when not given)."""
+        taken = claim or self.store.claim_run(run.id, OWNER)
+        if not isinstance(taken, Claim):
+            raise NotFound(f"no run {run.id!r}")
+        return FencedStore(self.store, taken)
+
+    async def execute(self, run_id: str, listeners: Sequence[Listener] | None = None,
+                      claim: Claim | None = None) -> RunResult:
+        """Start a pending run from its task (under ``claim``, or a claim taken here)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}")
-        events = RunEvents(self.store, run.id, listeners)
+        store = self.claimed(run, claim)
+        events = RunEvents(store, run.id, listeners)
         events.emit("run_started", {
             "thread_id": run.thread_id, "team": run.team, "task": run.task,
             "policy": self.settings.routing.policy, "mode": run.metadata.get("mode", "live"),
             "budget_usd": run.budget_usd or self.settings.budgets.run_usd})
-        return await self._drive(run.id, run.thread_id, run.team, fresh_input(run.task), events)
+        return await self._drive(run.id, run.thread_id, run.team, fresh_input(run.task), events,
+                                 store)
 
     async def start(self, task: str, team: str | None = None, thread_id: str | None = None,
                     listeners: Sequence[Listener] | None = None, *,
@@ -148,14 +167,15 @@ class Runner:
 
     async def resume(self, thread_id: str, decision: Any = None,
                      listeners: Sequence[Listener] | None = None,
-                     run_id: str | None = None) -> RunResult:
+                     run_id: str | None = None, claim: Claim | None = None) -> RunResult:
         """Continue a run (default: the thread's latest): after a crash, or with a decision."""
         run = self.store.get_run(run_id) if run_id else self.store.latest_run(thread_id)
         if run is None or run.thread_id != thread_id:
             raise NotFound(f"no run on thread {thread_id!r}")
         if run.status == "success":
             raise RunStateError(f"run {run.id} on thread {thread_id} already finished")
-        events = RunEvents(self.store, run.id, listeners)
+        store = self.claimed(run, claim)
+        events = RunEvents(store, run.id, listeners)
         payload: Any
         if decision is not None:
             payload = Command(resume=decision)
@@ -166,7 +186,7 @@ class Runner:
             # Continue from the last checkpoint, or start over if none was written.
             payload = None if snapshot.next else fresh_input(run.task)
         events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
-        return await self._drive(run.id, thread_id, run.team, payload, events)
+        return await self._drive(run.id, thread_id, run.team, payload, events, store)
 
     async def pending_interrupts(self, thread_id: str, team: str) -> list[Interrupt]:
         """The thread's interrupts awaiting a decision, from its last checkpoint."""
@@ -180,26 +200,28 @@ class Runner:
                 "recursion_limit": self._limits[team]}
 
     async def _drive(self, run_id: str, thread_id: str, team: str, payload: Any,
-                     events: RunEvents) -> RunResult:
+                     events: RunEvents, store: FencedStore) -> RunResult:
         graph = self.graph(team)
         config = self.config(thread_id, team)
         run = self.store.get_run(run_id)
         tenant = run.tenant if run else "default"
         kb = self.knowledge
         shadow = bool(run and run.metadata.get("mode") == "shadow")
-        journal = Journal(self.store, run_id, thread_id, tenant)
+        journal = Journal(store, run_id, thread_id, tenant)
         context = traced(RunContext(
             router=self.router.for_run(journal, events, run.budget_usd if run else None),
-            tools=LedgerExecutor(self.store, self.registry, tenant=tenant,
+            tools=LedgerExecutor(store, self.registry, tenant=tenant,
                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
                                  secrets=self.secrets),
             gate=self.gate, events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
             shadow=shadow), run_id, thread_id, team, events)
-        self.store.update_run(run_id, status="running")
+        store.update_run(run_id, status="running")
         try:
             await graph.ainvoke(payload, config, context=context, durability="sync")
+        except (LeaseLost, StorageError):  # another owner has the run, or the database is
+            raise  # gone: write nothing more here (the run goes on from its checkpoint)
         except GraphRecursionError as e:
             return self._fail(run_id, thread_id, events, f"superstep limit reached: {e}")
         except Exception as e:  # the run fails; the process and other runs carry on
@@ -209,15 +231,15 @@ class Runner:
         totals = self.store.totals(run_id)
         pending = [Interrupt(i.id, i.value) for i in snapshot.interrupts]
         if pending and run is not None:
-            self._record_pause(run, pending, snapshot.values, totals.cost_usd, events)
-            self.store.update_run(run_id, status="interrupted")
+            self._record_pause(store, run, pending, snapshot.values, totals.cost_usd, events)
+            store.update_run(run_id, status="interrupted")
             return RunResult(run_id, thread_id, "interrupted", cost_usd=totals.cost_usd,
                              model_calls=totals.calls, interrupts=pending)
         values = snapshot.values
         answer, reason = values.get("final_answer"), values.get("stop_reason")
         if shadow:
             answer = (answer or "") + shadow_report(self.store.events(run_id, 0, 100_000))
-        self.store.update_run(run_id, status="success", final_answer=answer, stop_reason=reason)
+        store.update_run(run_id, status="success", final_answer=answer, stop_reason=reason)
         if self.settings.prune_checkpoints:
             await prune_finished(self.saver, thread_id)
         events.emit("run_completed", {
@@ -227,8 +249,8 @@ class Runner:
         return RunResult(run_id, thread_id, "success", final_answer=answer, stop_reason=reason,
                          cost_usd=totals.cost_usd, model_calls=totals.calls)
 
-    def _record_pause(self, run: RunRow, pending: list[Interrupt], values: Mapping[str, Any],
-                      cost_usd: float, events: RunEvents) -> None:
+    def _record_pause(self, store: Store, run: RunRow, pending: list[Interrupt],
+                      values: Mapping[str, Any], cost_usd: float, events: RunEvents) -> None:
         """One approval row (and ``approval_requested`` event) per new pending interrupt."""
         now = time.time()
         for p in pending:
@@ -251,12 +273,12 @@ class Runner:
                      "approver_group": row["approver_group"],
                      "args_sha256": row["args_sha256"], "requester": run.created_by,
                      "description": row["description"], "expires_at": row["expires_at"]}
-            seq = self.store.record_approval(row, event)
+            seq = store.record_approval(row, event)
             if seq is not None:
                 events.notify(seq, "approval_requested", event)
 
     def _fail(self, run_id: str, thread_id: str, events: RunEvents, reason: str) -> RunResult:
-        self.store.update_run(run_id, status="error", error=reason)
+        events.store.update_run(run_id, status="error", error=reason)
         events.emit("run_failed", {"reason": reason})
         totals = self.store.totals(run_id)
         return RunResult(run_id, thread_id, "error", cost_usd=totals.cost_usd,

@@ -235,6 +235,29 @@ class RunsConfig(BaseModel):
     approval_sweep_s: float = Field(default=5.0, gt=0)  # how often expiries are checked
 
 
+class QueueConfig(BaseModel):
+    """Who executes runs, and the limits and timeouts of ownership (docs/scaling.md).
+
+    ``api_executes`` off (``foreman serve --workers 0``) makes the API enqueue runs for
+    ``foreman worker`` processes (needs ``database_url``). A claim not heartbeated for
+    ``stall_timeout_s`` is taken over; ``tenant_max_running`` caps one tenant's running
+    runs across every process.
+    """
+
+    api_executes: bool = True
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    stall_timeout_s: float = Field(default=10.0, gt=0)
+    tenant_max_running: int | None = Field(default=None, ge=1)
+    notify_every_ms: float = Field(default=50.0, ge=1)
+
+    @model_validator(mode="after")
+    def _stall_after_beats(self) -> QueueConfig:
+        if self.stall_timeout_s < 2 * self.heartbeat_s:
+            raise ValueError("stall_timeout_s must be at least twice heartbeat_s")
+        return self
+
+
 class TelemetryConfig(BaseModel):
     """OpenTelemetry traces (also on whenever ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
 
@@ -306,6 +329,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runs: RunsConfig = Field(default_factory=RunsConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     # The file's `offline:` mapping (the bool above is FOREMAN_OFFLINE); see load_settings.
     offline_world: OfflineConfig = Field(default_factory=OfflineConfig)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.approval_store import ApprovalRow, ApprovalRows
 from app.audit import AuditLog, audit_entry
+from app.claims import LeaseLost, RunClaims
 from app.cost_ledger import CostLedger, LedgerRow, Totals
 from app.db import Cursor, Database, Row
+from app.errors import Conflict
 
 __all__ = ["ApprovalRow", "LedgerRow", "RunRow", "Store", "ThreadRow", "Totals"]
 
@@ -87,8 +89,14 @@ SCHEMA = [
 # Columns added after the first release; older databases get them on open.
 ADDED_COLUMNS = {
     "runs": {"tenant": "TEXT NOT NULL DEFAULT 'default'", "created_by": "TEXT",
-             "metadata": "TEXT", "budget_usd": "DOUBLE PRECISION"},
-    "events": {"tenant": "TEXT NOT NULL DEFAULT 'default'"},
+             "metadata": "TEXT", "budget_usd": "DOUBLE PRECISION",
+             # Ownership (see app.fencing): the claim's epoch, who holds it, its heartbeat.
+             "epoch": "INTEGER NOT NULL DEFAULT 0", "owner": "TEXT",
+             "heartbeat_at": "DOUBLE PRECISION",
+             "cancel_requested": "INTEGER NOT NULL DEFAULT 0",
+             # The run's event counter: the next event takes last_seq + 1 under the row lock.
+             "last_seq": "INTEGER NOT NULL DEFAULT 0", "job_id": "BIGINT"},
+    "events": {"tenant": "TEXT NOT NULL DEFAULT 'default'", "epoch": "INTEGER"},
     "model_calls": {"tenant": "TEXT NOT NULL DEFAULT 'default'", "agent": "TEXT",
                     "tier": "TEXT", "route_reason": "TEXT",
                     "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
@@ -97,7 +105,12 @@ ADDED_COLUMNS = {
 INDEXES = [
     # The tenant's daily spend is summed before model calls (app/llm/budget.py).
     "CREATE INDEX IF NOT EXISTS model_calls_tenant ON model_calls(tenant, created_at)",
+    # Claims count the tenant's running runs (app.fencing).
+    "CREATE INDEX IF NOT EXISTS runs_tenant_status ON runs(tenant, status)",
 ]
+# Counters added to a database that already has events start where its events end.
+BACKFILL = {("runs", "last_seq"): "UPDATE runs SET last_seq = COALESCE((SELECT MAX(seq)"
+                                  " FROM events WHERE events.run_id = runs.id), 0)"}
 ACTIVE = ("pending", "running")
 
 
@@ -130,27 +143,32 @@ class RunRow:
     created_at: float = 0.0
     updated_at: float = 0.0
     budget_usd: float | None = None
+    epoch: int = 0
+    owner: str | None = None
 
 
-class Store(CostLedger, ApprovalRows, AuditLog):
+class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
     """The app tables on a :class:`~app.db.Database` (SQLite or Postgres)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        with db.tx() as c:
-            for statement in SCHEMA:
-                c.run(statement)
-        for table, cols in ADDED_COLUMNS.items():
-            have = db.columns(table)
-            for name, ddl in cols.items():
-                if name not in have:
-                    with db.tx() as c:
-                        c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
-        with db.tx() as c:
-            for statement in INDEXES:  # on added columns, so after the migration
-                c.run(statement)
-        self._approval_schema()
-        self._audit_schema()
+        with db.schema_lock():  # processes starting together on one Postgres take turns
+            with db.tx() as c:
+                for statement in SCHEMA:
+                    c.run(statement)
+            for table, cols in ADDED_COLUMNS.items():
+                have = db.columns(table)
+                for name, ddl in cols.items():
+                    if name not in have:
+                        with db.tx() as c:
+                            c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+                            if (table, name) in BACKFILL:
+                                c.run(BACKFILL[table, name])
+            with db.tx() as c:
+                for statement in INDEXES:  # on added columns, so after the migration
+                    c.run(statement)
+            self._approval_schema()
+            self._audit_schema()
 
     def close(self) -> None:
         """Close the database."""
@@ -193,26 +211,48 @@ class Store(CostLedger, ApprovalRows, AuditLog):
     def create_run(self, run_id: str, thread_id: str, team: str, task: str,
                    tenant: str = "default", created_by: str | None = None,
                    metadata: Mapping[str, Any] | None = None,
-                   budget_usd: float | None = None) -> None:
-        """Record a new run as pending, with its own USD budget if it has one."""
+                   budget_usd: float | None = None, *, exclusive: bool = False,
+                   then: Callable[[Cursor], object] | None = None) -> None:
+        """Record a new run as pending, with its own USD budget if it has one.
+
+        ``exclusive`` refuses (``Conflict``) when the thread already has an active run,
+        checked under the thread row's lock so two requests cannot both pass; ``then``
+        runs in the same transaction (the queue enqueues the run's job there).
+        """
         now = time.time()
         with self.db.tx() as c:
+            if exclusive:
+                c.run("UPDATE threads SET updated_at = updated_at WHERE id = ?", (thread_id,))
+                busy = c.run("SELECT id FROM runs WHERE thread_id = ? AND status IN (?, ?)"
+                             " LIMIT 1", (thread_id, *ACTIVE))
+                if busy:
+                    raise Conflict(f"thread {thread_id} already has an active run; wait for "
+                                   "it, cancel it, or send multitask_strategy=enqueue")
             c.run("INSERT INTO runs (id, thread_id, team, task, status, created_at, updated_at,"
                   " tenant, created_by, metadata, budget_usd)"
                   " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                   (run_id, thread_id, team, task, now, now, tenant, created_by,
                    json.dumps(dict(metadata or {})), budget_usd))
+            if then is not None:
+                then(c)
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set status / stop_reason / final_answer / error."""
+    def update_run(self, run_id: str, *, epoch: int | None = None, **fields: Any) -> None:
+        """Set status / stop_reason / final_answer / error; with ``epoch``, only while the
+        run's claim is still that one (``LeaseLost`` otherwise)."""
         allowed = {"status", "stop_reason", "final_answer", "error", "budget_usd"}
         cols = [k for k in fields if k in allowed]
         if not cols:
             return
         sets = ", ".join(f"{k} = ?" for k in cols)
+        params = [*[fields[k] for k in cols], time.time(), run_id]
+        fence = ""
+        if epoch is not None:
+            fence, params = " AND epoch = ?", [*params, epoch]
         with self.db.tx() as c:
-            c.run(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?",  # noqa: S608
-                  (*[fields[k] for k in cols], time.time(), run_id))
+            done = c.run(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?{fence}"  # noqa: S608
+                         " RETURNING id", params)
+        if epoch is not None and not done:
+            raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
 
     def get_run(self, run_id: str) -> RunRow | None:
         """One run by id."""
@@ -245,16 +285,30 @@ class Store(CostLedger, ApprovalRows, AuditLog):
             return self.event_in(c, run_id, type, data)
 
     def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
-                 actor: str | None = None) -> int:
-        """Append an event inside the caller's transaction, with its audit entry if audited."""
-        row = c.run("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE run_id = ?",
-                    (run_id,))
-        seq = int(row[0]["n"]) + 1
-        run = c.run("SELECT tenant, created_by FROM runs WHERE id = ?", (run_id,))
-        tenant = run[0]["tenant"] if run else "default"
-        c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant) VALUES"
-              " (?, ?, ?, ?, ?, ?)",
-              (run_id, seq, type, json.dumps(data, default=str), time.time(), tenant))
+                 actor: str | None = None, *, epoch: int | None = None) -> int:
+        """Append an event inside the caller's transaction, with its audit entry if audited.
+
+        The sequence number comes from the run row's counter, taken under that row's lock,
+        so concurrent writers (any process) get distinct, gapless numbers. With ``epoch``
+        the append only happens while the run's claim is that one (``LeaseLost``).
+        """
+        if epoch is None:
+            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?"
+                        " RETURNING last_seq, tenant, created_by", (run_id,))
+        else:
+            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? AND epoch = ?"
+                        " RETURNING last_seq, tenant, created_by", (run_id, epoch))
+        if run:
+            seq, tenant = int(run[0]["last_seq"]), str(run[0]["tenant"])
+        elif epoch is not None:
+            raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
+        else:  # an event of a run that is not recorded (tests, old rows): no counter to take
+            row = c.run("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE run_id = ?",
+                        (run_id,))
+            seq, tenant = int(row[0]["n"]) + 1, "default"
+        c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant, epoch) VALUES"
+              " (?, ?, ?, ?, ?, ?, ?)",
+              (run_id, seq, type, json.dumps(data, default=str), time.time(), tenant, epoch))
         entry = audit_entry(type, data)
         if entry is not None:
             who = actor or (data.get("by") if type == "approval_decided" else None)
@@ -270,6 +324,12 @@ class Store(CostLedger, ApprovalRows, AuditLog):
                              " AND seq > ? ORDER BY seq LIMIT ?", (run_id, after, limit))
         return [{"seq": r["seq"], "type": r["type"], "data": json.loads(r["data"]),
                  "ts": r["ts"]} for r in rows]
+
+    def event_epochs(self, run_id: str) -> list[tuple[int, int | None]]:
+        """(sequence number, epoch of the claim that wrote it) of each of the run's events."""
+        rows = self.db.query("SELECT seq, epoch FROM events WHERE run_id = ? ORDER BY seq",
+                             (run_id,))
+        return [(int(r["seq"]), r["epoch"]) for r in rows]
 
     # tool-call ledger
     def tool_get(self, key: str) -> dict[str, Any] | None:
@@ -325,4 +385,5 @@ def _run(row: Row) -> RunRow:
                   tenant=row.get("tenant") or "default", created_by=row.get("created_by"),
                   metadata=json.loads(row.get("metadata") or "{}"),
                   created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
-                  budget_usd=row.get("budget_usd"))
+                  budget_usd=row.get("budget_usd"), epoch=int(row.get("epoch") or 0),
+                  owner=row.get("owner"))

@@ -30,6 +30,7 @@ from app.api.auth import KeyRing
 from app.api.deps import Api
 from app.broker import EventBroker
 from app.metrics import Metrics
+from app.queued_runs import QueuedRunManager
 from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
@@ -85,7 +86,9 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, gate=gate) as services:
             broker = EventBroker()
-            manager = RunManager(services, broker)
+            manager = (RunManager(services, broker) if settings.queue.api_executes
+                       else QueuedRunManager(services, broker))
+            await manager.open()
             app.state.api = Api(services, manager, broker, keyring, Metrics(services.store))
             app.state.keyring = keyring
             expired = await services.approvals.sweep(manager)  # before anything resumes

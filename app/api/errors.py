@@ -19,6 +19,7 @@ from app.errors import (
     NotFound,
     RateLimited,
     RunStateError,
+    StorageError,
     Unauthorized,
 )
 
@@ -34,6 +35,7 @@ STATUS: list[tuple[type[ForemanError], int, str]] = [
     (RateLimited, 429, "rate_limit_exceeded"),
     (InvalidRequest, 422, "invalid_request"),
     (ConfigError, 404, "not_found"),  # a request naming an unknown team or model
+    (StorageError, 503, "unavailable"),  # the database went away: retry, nothing is lost
 ]
 OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
 
@@ -72,6 +74,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
         if isinstance(err, RateLimited):
             headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+        if status == 503:
+            headers["Retry-After"] = "2"
         param = err.field if isinstance(err, InvalidRequest) else None
         return JSONResponse(_body(request, status, code, str(err), param), status,
                             headers=headers)

@@ -26,8 +26,10 @@ from app.webhooks import check_url
 router = APIRouter(tags=["runs"])
 
 
-async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate) -> RunRow:
-    """Start (or resume) a run as the body asks, after auth and state checks."""
+async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate,
+                 interactive: bool = True) -> RunRow:
+    """Start (or resume) a run as the body asks, after auth and state checks (a background
+    run, ``interactive=False``, queues behind the runs that clients wait for)."""
     store = api.services.store
     if store.get_thread(thread_id) is None and body.if_not_exists == "create":
         if not principal.has("requester"):
@@ -62,7 +64,8 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
                                         .webhooks.allow_private_targets)
     return api.manager.start(task=task, team=team, thread_id=thread_id,
                              tenant=principal.tenant, created_by=principal.name,
-                             metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow")
+                             metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow",
+                             interactive=interactive)
 
 
 class QueuedResume:
@@ -88,7 +91,7 @@ def _last_seq(api: Api, run_id: str) -> int:
 async def create_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
                      principal: PrincipalDep) -> dict[str, Any]:
     """Start a run in the background."""
-    return run_json(api, await submit(api, principal, thread_id, body))
+    return run_json(api, await submit(api, principal, thread_id, body, interactive=False))
 
 
 @router.get("/threads/{thread_id}/runs")

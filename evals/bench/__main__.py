@@ -13,7 +13,7 @@ from pathlib import Path
 from evals.bench.report import show, write
 from evals.bench.stats import Row
 
-FIGURES = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+FIGURES = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
 
 
 def _args() -> argparse.Namespace:
@@ -56,6 +56,10 @@ async def _run(only: set[str], config: Path | None, workdir: Path, reps: int) ->
         from evals.bench.streaming import streaming_figures
 
         rows += await streaming_figures(config, workdir, reps)
+    if "12" in only:
+        from evals.bench.distributed import distributed_figures
+
+        rows += await distributed_figures(config, workdir)
     return rows
 
 

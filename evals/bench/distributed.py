@@ -1,0 +1,170 @@
+"""Figure 8, distributed mode against embedded on the same load (needs the loopback
+PostgreSQL; ``FOREMAN_BENCH_DATABASE_URL`` names another).
+
+``RUNS`` runs at once with ``LATENCY_MS`` scripted models, polled for status once a second.
+Embedded: one ``foreman serve`` executing up to 2 x ``CONCURRENCY`` runs. Distributed: one
+``foreman serve --workers 0`` and ``foreman worker --concurrency CONCURRENCY`` processes,
+first one, then two. Printed: the status read's p95 during the load (the API's loop runs no
+graph in distributed mode) and the throughput of two workers against one. Each phase has
+its own schema, dropped afterwards; bounded by a timeout per phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from evals.bench.approval import percentile
+from evals.bench.concurrency import _until_done
+from evals.bench.server import ROOT, Server, client, epoch, foreman_argv, start_run
+from evals.bench.stats import Row, Stat
+
+RUNS = 60
+LATENCY_MS = 200
+CONCURRENCY = 16
+POLL_S = 1.0
+LOAD_TIMEOUT_S = 240.0
+TEAM = "support"
+WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _schema_url(base: str) -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    return schema, f"{base}?options=-csearch_path%3D{schema}"
+
+
+def _env(url: str, api_executes: bool) -> dict[str, str]:
+    return {"FOREMAN_SCRIPTED_LATENCY_MS": str(LATENCY_MS), "FOREMAN_DATABASE_URL": url,
+            "FOREMAN_RUNS__MAX_CONCURRENT": str(2 * CONCURRENCY),
+            "FOREMAN_RUNS__RATE_LIMIT_PER_MINUTE": str(RUNS * 100),
+            "FOREMAN_QUEUE__API_EXECUTES": "true" if api_executes else "false",
+            "FOREMAN_KNOWLEDGE__INGEST_BUNDLED": "false"}
+
+
+class WorkerProc:
+    """``foreman worker`` in a subprocess."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        full = {k: v for k, v in os.environ.items() if not k.startswith("FOREMAN_")}
+        full.update({"FOREMAN_OFFLINE": "1", "FOREMAN_DATA_DIR": str(data_dir),
+                     "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env})
+        with open(data_dir / "worker.log", "ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own argv
+                [*foreman_argv(), "worker", "--concurrency", str(CONCURRENCY)], cwd=ROOT,
+                env=full, stdout=subprocess.DEVNULL, stderr=log)
+
+    def ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        log = self.data_dir / "worker.log"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("worker exited: " + log.read_text()[-2000:])
+            if "foreman worker ready" in log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("worker did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+async def _load(c: httpx.AsyncClient) -> tuple[float, int, list[float]]:
+    """(wall seconds, runs that succeeded, status-read seconds) of ``RUNS`` runs at once."""
+    reads: list[float] = []
+    sent = time.time()
+
+    async def one() -> dict[str, Any]:
+        thread_id, run_id = await start_run(c, TEAM, WHERE)
+        await asyncio.sleep(random.uniform(0, POLL_S))
+        return await _until_done(c, thread_id, run_id, POLL_S, reads)
+
+    tasks = [asyncio.create_task(one()) for _ in range(RUNS)]
+    done, pending = await asyncio.wait(tasks, timeout=LOAD_TIMEOUT_S)
+    for t in pending:
+        t.cancel()
+    finished = [t.result() for t in done if t.exception() is None]
+    ok = sum(1 for r in finished if r["status"] == "success")
+    wall = max(epoch(r["updated_at"]) for r in finished) - sent if finished else LOAD_TIMEOUT_S
+    return (wall if not pending else LOAD_TIMEOUT_S), ok, reads
+
+
+async def _phase(workdir: Path, config: Path | None, url: str, workers: list[int]
+                 ) -> list[tuple[float, int, list[float]]]:
+    """One server (embedded when ``workers`` is empty) and a load per worker count."""
+    out = []
+    procs: list[WorkerProc] = []
+    env = _env(url, api_executes=not workers)
+    with Server(workdir / "api", env, config) as server:
+        try:
+            async with client(server.url, connections=RUNS + 16) as c:
+                for n in workers or [0]:
+                    while len(procs) < n:
+                        procs.append(WorkerProc(workdir / f"worker-{len(procs)}", env))
+                        procs[-1].ready()
+                    warm = await start_run(c, TEAM, WHERE)  # imports, first graph build
+                    await _until_done(c, *warm, 0.2)
+                    out.append(await _load(c))
+        finally:
+            for p in procs:
+                p.stop()
+    return out
+
+
+async def distributed_figures(config: Path | None, workdir: Path) -> list[Row]:
+    """Rows of figure 12 (one row saying why when PostgreSQL is not there)."""
+    import psycopg
+
+    base = os.environ.get("FOREMAN_BENCH_DATABASE_URL", PG_URL)
+    try:
+        admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError:
+        return [Row("12 distributed", f"skipped: no PostgreSQL at {base}", Stat.of([0.0]), "")]
+    results: dict[str, list[tuple[float, int, list[float]]]] = {}
+    try:
+        for name, workers in (("embedded", []), ("distributed", [1, 2])):
+            schema, url = _schema_url(base)
+            admin.execute(f"CREATE SCHEMA {schema}")
+            try:
+                results[name] = await _phase(workdir / name, config, url, workers)
+            finally:
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        admin.close()
+    return _rows(results)
+
+
+def _rows(results: dict[str, list[tuple[float, int, list[float]]]]) -> list[Row]:
+    (e_wall, e_ok, e_reads), = results["embedded"]
+    (w1, ok1, _), (w2, ok2, d_reads) = results["distributed"]
+    e95 = percentile(e_reads, 0.95) * 1000
+    d95 = percentile(d_reads, 0.95) * 1000
+    label = f"{RUNS} runs at once, {LATENCY_MS} ms models"
+    detail = {"runs": RUNS, "concurrency_per_worker": CONCURRENCY,
+              "embedded": {"wall_s": round(e_wall, 2), "ok": e_ok, "reads": len(e_reads)},
+              "one_worker": {"wall_s": round(w1, 2), "ok": ok1},
+              "two_workers": {"wall_s": round(w2, 2), "ok": ok2, "reads": len(d_reads)}}
+    return [
+        Row("12 distributed", f"{label}: status read p95, 1 API + 2 workers", Stat.of([d95]),
+            "ms", Stat.of([e95]), f"embedded, {2 * CONCURRENCY} runs at once in the API",
+            Stat.of([d95 / e95]) if e95 else None, "<= 50 ms", d95 <= 50, detail),
+        Row("12 distributed", f"{label}: throughput, 2 workers vs 1",
+            Stat.of([w1 / w2 if w2 else 0.0]), "x", Stat.of([w1]), "wall s with 1 worker",
+            None, ">= 1.7x", bool(w2) and w1 / w2 >= 1.7 and ok1 == ok2 == RUNS, detail),
+    ]
