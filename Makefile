@@ -28,9 +28,9 @@ browser:
 	fi
 
 test: setup browser
-	@$(UV) run --frozen pytest -m "not cluster" $(ARGS)
+	@$(UV) run --frozen pytest $(ARGS)
 
-# Distributed mode with real processes (2 API replicas, 3 workers, PostgreSQL): a few minutes.
+# Only the distributed-mode tests (2 API replicas, 3 workers, PostgreSQL); `make test` runs them too.
 test-cluster: setup
 	@$(UV) run --frozen pytest -m cluster tests/e2e/test_distributed.py $(ARGS)
 
