@@ -41,6 +41,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str | None, bool]] = [
     ("GET", "/v1/runs/{R}/events", None, None, True),
     ("GET", "/v1/admin/killswitch", None, "alice", False),
     ("PUT", "/v1/admin/killswitch", {}, "alice", False),
+    ("GET", "/v1/platform/killswitch", None, "root", False),
+    ("PUT", "/v1/platform/killswitch", {}, "root", False),
     ("GET", "/metrics", None, "bob", False),
     ("GET", "/v1/approvals", None, "alice", False),
     ("GET", "/v1/approvals/{A}", None, "alice", True),
@@ -101,7 +103,7 @@ def test_auth_matrix_covers_every_route(settings: Settings) -> None:
               .replace("/support", "/{assistant_id}" if p.startswith("/assistants") else
                        "/{model}")) for m, p, *_ in ROUTES}
     assert served == named
-    assert len(MATRIX) == 86
+    assert len(MATRIX) == 92
 
 
 def test_auth_x_api_key_header_and_tenant_scoped_search(keyed_server: Server,
