@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from app.errors import ConfigError
 from app.policy.rules import PolicyConfig
+from app.tooling.config import OfflineConfig, ToolsConfig
 from app.validate import check_settings
 
 DEFAULT_CONFIG = "foreman.yaml"
@@ -297,6 +298,9 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runs: RunsConfig = Field(default_factory=RunsConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    # The file's `offline:` mapping (the bool above is FOREMAN_OFFLINE); see load_settings.
+    offline_world: OfflineConfig = Field(default_factory=OfflineConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -322,6 +326,16 @@ class Settings(BaseSettings):
         return self.model_copy(
             update={"routing": self.routing.model_copy(update={"policy": policy})}
         )
+
+    @property
+    def project_dir(self) -> Path:
+        """The folder relative paths in the config file resolve against."""
+        return (self.config_path.parent if self.config_path else Path()).resolve()
+
+    def project_path(self, relative: str | Path) -> Path:
+        """A path from the config file, resolved against the project folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.project_dir / path
 
     @property
     def source(self) -> str:
@@ -356,6 +370,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
     chosen = Path(path or os.environ.get("FOREMAN_CONFIG") or DEFAULT_CONFIG)
     data = _read_yaml(chosen)
     data["config_path"] = chosen
+    offline = data.get("offline")
+    if isinstance(offline, dict):  # `offline: {enabled?, playbooks}` is the project's world
+        offline = dict(offline)
+        if "enabled" in offline:
+            data["offline"] = offline.pop("enabled")
+        else:
+            data.pop("offline")
+        data["offline_world"] = offline
+    data_dir = data.get("data_dir")
+    if isinstance(data_dir, str) and not Path(data_dir).expanduser().is_absolute():
+        data["data_dir"] = chosen.parent / data_dir  # relative to the file, not the shell
     try:
         settings = Settings(**data)
     except ValidationError as e:

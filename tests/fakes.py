@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from evals.runner import HashingEmbedder as EvalHashingEmbedder
+
+if TYPE_CHECKING:
+    from tools.registry import ToolRegistry
 
 
 def chat_body(
@@ -163,3 +167,15 @@ class RefundNeedsApproval:
             return GateDecision(GateAction.REQUIRE_APPROVAL, reason="refunds need a human",
                                 rule="refunds-need-approval", approver_group="billing-leads")
         return GateDecision(GateAction.ALLOW, reason="allowed", rule="default")
+
+
+def demo_registry(db_path: Path) -> ToolRegistry:
+    """The built-in tools and the demo pack on ``db_path``, as a started process has them."""
+    from tools.catalog import BUILTIN_TOOLS
+    from tools.demo import PACK
+    from tools.registry import ToolRegistry
+
+    reg = ToolRegistry()
+    reg.add_all(BUILTIN_TOOLS, "builtin")
+    reg.add_all(PACK.tools, "pack:demo", {"db_path": str(db_path)})
+    return reg

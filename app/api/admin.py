@@ -16,7 +16,6 @@ from app.api.auth import Admin, Operator, Principal
 from app.api.deps import Api, ApiDep
 from app.errors import InvalidRequest
 from app.killswitch import PLATFORM, SwitchState
-from tools.catalog import tool_names
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def _change(api: Api, body: KillSwitchUpdate, scope: str, principal: Principal) 
     if "disabled_tools" in update:
         if update["disabled_tools"] is None:
             raise InvalidRequest("disabled_tools must be a list", field="disabled_tools")
-        unknown = sorted(set(update["disabled_tools"]) - set(tool_names()))
+        unknown = sorted(set(update["disabled_tools"]) - set(api.services.registry.names()))
         if unknown:
             raise InvalidRequest(f"unknown tools: {', '.join(unknown)}", field="disabled_tools")
     state = api.services.switch.change(scope, principal.name, principal.tenant
