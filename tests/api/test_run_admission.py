@@ -39,13 +39,13 @@ def test_run_admission_input_to_a_thread_awaiting_approval_is_409_on_every_path(
         # The approval is not stale: it can still be decided and the run finishes.
         decided = bob.post(f"/v1/approvals/{approval_id}/decision",
                            json={"decision": "approve"})
-        done = wait_status(bob, thread, run_id, {"success", "error"}, 120)
+        assert decided.status_code == 200, decided.text
+        done = wait_status(bob, thread, run_id, {"success", "error"}, 300)
 
     for (path, extra), r in zip(PATHS, refused, strict=True):
         assert r.status_code == 409, (path, extra, r.text)
         assert approval_id in r.json()["detail"]
     assert [r["run_id"] for r in runs] == [run_id]
-    assert decided.status_code == 200, decided.text
     assert done["status"] == "success", done
 
 
