@@ -4,12 +4,24 @@ configured run budget."""
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Iterator
 
-from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE, Server, wait_status
+import httpx
+import pytest
+
+from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE, Server, keyed_env, wait_status
 
 FOLLOW_UP = {"assistant_id": "support",
              "input": {"messages": [{"role": "user", "content": SUPPORT_WHERE}]}}
+
+
+@pytest.fixture(scope="module")
+def admission_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Its own keyed server, refunds held for approval."""
+    s = Server(tmp_path_factory.mktemp("admission"),
+               {"FOREMAN_TEST_GATE": "refund", **keyed_env()}).start()
+    yield s
+    s.stop()
 
 
 def paused_thread(c: httpx.Client) -> tuple[str, str, str]:
@@ -30,8 +42,8 @@ PATHS = [("runs", {}), ("runs/wait", {}), ("runs/stream", {}),
 
 
 def test_run_admission_input_to_a_thread_awaiting_approval_is_409_on_every_path(
-        keyed_server: Server) -> None:
-    with keyed_server.client("alice") as alice, keyed_server.client("bob") as bob:
+        admission_server: Server) -> None:
+    with admission_server.client("alice") as alice, admission_server.client("bob") as bob:
         thread, run_id, approval_id = paused_thread(alice)
         refused = [alice.post(f"/threads/{thread}/{path}", json={**FOLLOW_UP, **extra})
                    for path, extra in PATHS]
@@ -50,8 +62,8 @@ def test_run_admission_input_to_a_thread_awaiting_approval_is_409_on_every_path(
 
 
 def test_run_admission_chat_follow_up_to_a_thread_awaiting_approval_is_409(
-        keyed_server: Server) -> None:
-    with keyed_server.client("alice") as alice:
+        admission_server: Server) -> None:
+    with admission_server.client("alice") as alice:
         thread, run_id, approval_id = paused_thread(alice)
         refused = alice.post("/v1/chat/completions", headers={"X-Foreman-Thread-Id": thread},
                              json={"model": "support",
@@ -64,8 +76,8 @@ def test_run_admission_chat_follow_up_to_a_thread_awaiting_approval_is_409(
 
 
 def test_run_admission_budget_usd_may_lower_the_run_budget_never_raise_it(
-        keyed_server: Server) -> None:
-    with keyed_server.client("alice") as alice:
+        admission_server: Server) -> None:
+    with admission_server.client("alice") as alice:
         thread = alice.post("/threads", json={}).json()["thread_id"]
         raised = alice.post(f"/threads/{thread}/runs", json={**FOLLOW_UP, "budget_usd": 10_000})
         runs = alice.get(f"/threads/{thread}/runs").json()
