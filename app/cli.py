@@ -13,6 +13,7 @@ import typer
 
 from app.approvals_cli import approvals_app, audit_app
 from app.kb_cli import kb_app
+from app.models_cli import models_app
 from app.tools_cli import init, tools_app
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
 app.add_typer(tools_app, name="tools")
 app.command("init")(init)
 
@@ -77,7 +79,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     base = f"http://{host}:{port}"
     typer.echo("Models: OFFLINE - built-in scripted models (no provider key configured)"
                if is_offline(settings)
-               else "Models: " + ", ".join(sorted(set(settings.routing.roles.values()))))
+               else "Models: " + "; ".join(f"{r} → {m}" for r, m in settings.routing.roles.items())
+               + " (which answer: GET /readyz, probed at start without blocking it)")
     typer.echo(f"Foreman API: {base} (OpenAI-compatible at {base}/v1, "
                f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
     typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")
@@ -252,8 +255,14 @@ def eval_(suite: Annotated[Path | None, typer.Option(
           workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
           update_baseline: Annotated[bool, typer.Option(
               "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
+          live: Annotated[bool, typer.Option(
+              "--live", help="Against the configured real models (docs/models.md).")] = False,
           config: ConfigOpt = None) -> None:
     """Run the offline eval suite, write reports and fail when the baseline gate fails."""
+    if live:
+        from evals.live import live_eval
+
+        raise typer.Exit(live_eval(_settings(config), suite, report, filter_))
     bad = [p for p in policy or [] if p not in POLICIES]
     if bad:
         typer.echo(f"foreman eval: --policy must be one of {', '.join(POLICIES)}", err=True)

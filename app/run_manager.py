@@ -15,6 +15,7 @@ from typing import Any
 from app.broker import EventBroker
 from app.errors import Conflict, NotFound
 from app.events import Listener, RunEvents
+from app.llm.stream import token_receiver
 from app.logs import run_id_var, thread_id_var
 from app.ratelimit import RateLimiter
 from app.runner import RunResult
@@ -91,6 +92,7 @@ class RunManager:
     async def _execute(self, run: RunRow, job: Job) -> None:
         run_id_var.set(run.id)
         thread_id_var.set(run.thread_id)
+        token_receiver.set(self.broker.tokens(run.id))
         lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())
         try:
             async with lock:

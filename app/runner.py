@@ -26,6 +26,7 @@ from app.llm.router import Router
 from app.settings import Settings
 from app.store import RunRow, Store
 from app.teams import team_spec
+from app.telemetry import traced
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import PolicyGate, RunContext
 from tools.registry import ToolRegistry
@@ -187,7 +188,7 @@ class Runner:
         kb = self.knowledge
         shadow = bool(run and run.metadata.get("mode") == "shadow")
         journal = Journal(self.store, run_id, thread_id, tenant)
-        context = RunContext(
+        context = traced(RunContext(
             router=self.router.for_run(journal, events, run.budget_usd if run else None),
             tools=LedgerExecutor(self.store, self.registry, tenant=tenant,
                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
@@ -195,7 +196,7 @@ class Runner:
                                  secrets=self.secrets),
             gate=self.gate, events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
-            shadow=shadow)
+            shadow=shadow), run_id, thread_id, team, events)
         self.store.update_run(run_id, status="running")
         try:
             await graph.ainvoke(payload, config, context=context, durability="sync")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import telemetry
 from app.approvals import ApprovalService
 from app.checkpoint import open_saver
 from app.db import open_database
@@ -99,6 +100,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
         "litellm": LiteLLMProvider(),
     }
     router = Router(settings, providers, offline, store)
+    telemetry.configure(settings)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
                           embedder or make_embedder(settings.knowledge))
     try:
@@ -120,6 +122,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
             await _discard(connecting)
         else:
             await toolbox.aclose()
+        telemetry.shutdown()
         store.close()
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -47,6 +48,7 @@ class ModelEntry(BaseModel):
     context_window: int | None = Field(default=None, gt=0)
     supports_tools: bool | None = None
     supports_json: bool | None = None
+    supports_json_schema: bool | None = None
     max_tokens: int = Field(default=1024, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
 
@@ -272,6 +274,51 @@ class RunsConfig(BaseModel):
     approval_sweep_s: float = Field(default=5.0, gt=0)  # how often expiries are checked
 
 
+class TelemetryConfig(BaseModel):
+    """OpenTelemetry traces (also on whenever ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
+
+    enabled: bool = False
+    capture_content: bool = False  # prompts, responses, tool arguments/results (redacted)
+    service_name: str = "foreman"
+
+
+WebhookEvent = Literal["run.completed", "run.failed", "run.cancelled", "run.interrupted",
+                       "approval.expired"]
+
+
+class WebhookSubscription(BaseModel):
+    """A tenant's standing subscription: these events of its runs go to ``url``."""
+
+    tenant: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(max_length=2048)
+    events: list[WebhookEvent] = Field(default_factory=list)  # empty: every event
+    secret_env: str | None = None  # signs this subscription instead of the shared secret
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use secret_env")
+        return url
+
+
+class WebhooksConfig(BaseModel):
+    """Signed webhook deliveries (Standard Webhooks) with retries."""
+
+    # The env var holding the signing secret; unset: a secret kept in the data dir.
+    secret_env: str = "FOREMAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+    subscriptions: list[WebhookSubscription] = Field(default_factory=list)
+    allow_private_targets: bool = False  # run-body URLs on loopback / private addresses
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_s: float = Field(default=2.0, gt=0)
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     """Everything Foreman is configured with. Build it with :func:`load_settings`."""
 
@@ -301,6 +348,8 @@ class Settings(BaseSettings):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     # The file's `offline:` mapping (the bool above is FOREMAN_OFFLINE); see load_settings.
     offline_world: OfflineConfig = Field(default_factory=OfflineConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @classmethod
     def settings_customise_sources(

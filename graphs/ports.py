@@ -37,6 +37,8 @@ class ModelRequest:
     json_output: bool = False
     max_tokens: int | None = None
     signals: Mapping[str, Any] = field(default_factory=dict)
+    # The JSON Schema a structured reply must follow (sent where the model supports it).
+    json_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

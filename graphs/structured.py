@@ -29,9 +29,10 @@ async def ask_structured(
     Broken JSON is repaired locally first; output that still fails validation gets one
     retry that shows the model its error and tells the router the step failed on schema.
     """
+    shape = schema.model_json_schema()
     first = await router.complete(
         ModelRequest(role=role, messages=messages, call_key=f"{call_key}/a0",
-                     json_output=True, signals=signals)
+                     json_output=True, signals=signals, json_schema=shape)
     )
     try:
         return parse_model(first.content, schema), []
@@ -44,7 +45,8 @@ async def ask_structured(
     ]
     second = await router.complete(
         ModelRequest(role=role, messages=retry, call_key=f"{call_key}/a1", json_output=True,
-                     signals={**signals, "failure": "schema_invalid", "attempt": 1})
+                     signals={**signals, "failure": "schema_invalid", "attempt": 1},
+                     json_schema=shape)
     )
     try:
         return parse_model(second.content, schema), [f"{problem}; repaired on retry"]

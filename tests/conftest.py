@@ -17,6 +17,7 @@ from app.knowledge.embed import E5Embedder
 from app.policy.rules import PolicyConfig
 from app.services import Services, open_services
 from app.settings import Settings, load_settings
+from tests.fake_provider.process import FakeProvider, fake_provider
 from tests.fakes import HashingEmbedder, MemoEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,14 @@ def hashing_embedder_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process services embed with the test hashing embedder unless a test passes one:
     loading the real model and ingesting the bundled knowledge per test would be slow."""
     monkeypatch.setattr("app.services.make_embedder", lambda config: HashingEmbedder())
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeProvider]:
+    """The fake OpenAI-compatible provider process (tests/fake_provider), one per session;
+    a test resets it (``control(reset=True)``) before queueing replies."""
+    with fake_provider() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from app.api import (
     assistants,
     audit,
     chat,
+    console,
     errors,
     events,
     health,
@@ -33,6 +34,8 @@ from app.metrics import Metrics
 from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
+from app.telemetry import TraceContext
+from app.webhooks import Webhooks, check_secrets
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,18 @@ class Timing:
         await self.app(scope, receive, timed_send)
 
 
+async def probe_models(app: FastAPI, settings: Settings, offline: bool) -> None:
+    """Find which roles have a reachable model, off the start path (``/readyz`` shows it)."""
+    from app.llm.reach import banner, role_models
+
+    app.state.models = await role_models(settings, offline)
+    log.info("models", extra={"status": banner(app.state.models)})
+
+
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
     """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
+    check_secrets(settings)  # so does a webhook subscription's missing secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,13 +93,21 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
             recovered = manager.recover()
             sweeper = asyncio.create_task(
                 manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            app.state.models = None
+            reach = asyncio.create_task(probe_models(app, settings, services.offline),
+                                        name="model-reachability")
+            hooks = Webhooks(settings, services.store)
+            dispatcher = asyncio.create_task(hooks.run_forever(), name="webhooks")
             log.info("foreman api ready", extra={
                 "status": f"recovered={len(recovered)} expired={len(expired)}"})
             try:
                 yield
             finally:
                 sweeper.cancel()
+                reach.cancel()
+                dispatcher.cancel()
                 await manager.close()
+                await hooks.aclose()
 
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "
@@ -96,8 +116,9 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
 
     app.add_middleware(Timing)
     app.add_middleware(BodyGuard, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(TraceContext)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
-                   audit, inbox):
+                   audit, inbox, console):
         app.include_router(module.router)
     return app

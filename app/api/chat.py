@@ -2,11 +2,13 @@
 
 The last user message is the task (or the follow-up on a thread named by the
 ``X-Foreman-Thread-Id`` header or ``metadata.thread_id``). Streaming sends progress as
-``reasoning_content`` deltas (shown as "thinking" by chat UIs), then the answer as content.
+``reasoning_content`` deltas (shown as "thinking" by chat UIs) while the run works, and the
+final answer as ``content`` deltas as the model produces it (docs/models.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -19,9 +21,10 @@ from sse_starlette import EventSourceResponse
 
 from app.api.auth import PrincipalDep, Requester
 from app.api.deps import Api, ApiDep
-from app.api.events import follow, sse
+from app.api.events import follow_tokens, sse
 from app.api.schemas import check_task, text_of
 from app.errors import InvalidRequest, NotFound
+from app.llm.stream import TokenDelta
 from app.runner import new_thread_id
 from app.store import RunRow
 
@@ -94,7 +97,9 @@ async def chat_completions(body: ChatRequest, api: ApiDep, principal: Requester,
     headers = {THREAD_HEADER: thread_id}
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(_chunks(api, run, usage), headers=headers)
+        # Subscribed before the run's task first runs: no delta of its answer is missed.
+        tokens = api.broker.subscribe_tokens(run.id)
+        return sse(_chunks(api, run, usage, tokens), headers=headers)
     done = await api.manager.wait(run.id, api.services.settings.runs.wait_timeout_s)
     answer, extra = await _outcome(api, done)
     return JSONResponse({
@@ -159,7 +164,23 @@ def progress_line(kind: str, data: Mapping[str, Any]) -> str | None:
     return None
 
 
-async def _chunks(api: Api, run: RunRow, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+RETRY_NOTE = "\n\n(The model's reply was cut off; the answer from a new attempt follows.)\n\n"
+
+
+def rest_of(answer: str, streamed: str) -> str:
+    """What the client still needs once ``streamed`` went out as the answer's content."""
+    if not streamed:
+        return answer
+    if answer.startswith(streamed):
+        return answer[len(streamed):]
+    if answer.strip() == streamed.strip():
+        return ""
+    return "\n\n" + answer  # the run's answer differs from what the model streamed
+
+
+async def _chunks(api: Api, run: RunRow, include_usage: bool,
+                  tokens: asyncio.Queue[TokenDelta],
+                  ) -> AsyncIterator[dict[str, Any]]:
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None,
@@ -170,14 +191,25 @@ async def _chunks(api: Api, run: RunRow, include_usage: bool) -> AsyncIterator[d
         return {"data": json.dumps(body, default=str)}
 
     yield chunk({"role": "assistant", "content": ""})
-    async for e in follow(api, run.id):
-        line = progress_line(e["type"], e["data"])
+    streamed, attempt = "", None
+    async for item in follow_tokens(api, run.id, tokens):
+        if isinstance(item, TokenDelta):
+            if attempt is not None and item.attempt != attempt and streamed:
+                yield chunk({"content": RETRY_NOTE})
+                streamed = ""
+            attempt = item.attempt
+            streamed += item.text
+            yield chunk({"content": item.text})
+            continue
+        line = progress_line(item["type"], item["data"])
         if line:
             yield chunk({"reasoning_content": line + "\n"})
     done = await api.manager.wait(run.id, limit_s=0)
     answer, extra = await _outcome(api, done)
     usage = extra.pop("usage")
-    yield chunk({"content": answer})
+    rest = rest_of(answer, streamed)
+    if rest:
+        yield chunk({"content": rest})
     yield chunk({}, "stop", foreman=extra)
     if include_usage:
         yield {"data": json.dumps({"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import suppress
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse
 from app.api.auth import PrincipalDep
 from app.api.deps import Api, ApiDep, RunId
 from app.errors import NotFound
+from app.llm.stream import TokenDelta
 from app.store import ACTIVE
 
 router = APIRouter(tags=["events"])
@@ -25,7 +26,8 @@ POLL_S = 1.0  # also picks up events written by another process (Postgres)
 SEND_TIMEOUT_S = 30.0
 
 
-async def follow(api: Api, run_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def follow(api: Api, run_id: str, after: int = 0,
+                 poll_s: float = POLL_S) -> AsyncIterator[dict[str, Any]]:
     """Stored events of a run after ``after``, then live ones until the run stops."""
     store = api.services.store
     while True:
@@ -42,7 +44,47 @@ async def follow(api: Api, run_id: str, after: int = 0) -> AsyncIterator[dict[st
                 yield event
             return
         with suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), POLL_S)
+            await asyncio.wait_for(waiter.wait(), poll_s)
+
+
+async def follow_tokens(api: Api, run_id: str, tokens: asyncio.Queue[TokenDelta],
+                        after: int = 0) -> AsyncIterator[dict[str, Any] | TokenDelta]:
+    """``follow`` with the run's streamed token deltas in between, in the order they came.
+
+    ``tokens`` is a broker subscription taken before the run started; it is given back
+    when the stream ends. A delta is always published before the event that follows it is
+    stored, so draining the queue before each event keeps the two in order.
+    """
+    events = cast(AsyncGenerator[dict[str, Any]], follow(api, run_id, after))
+    next_event: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(events))
+    next_token: asyncio.Future[TokenDelta] = asyncio.ensure_future(tokens.get())
+    try:
+        while True:
+            pending: set[asyncio.Future[Any]] = {next_event, next_token}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if next_token.done():
+                yield next_token.result()
+                next_token = asyncio.ensure_future(tokens.get())
+            while not tokens.empty():
+                yield tokens.get_nowait()
+            if next_event.done():
+                try:
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    break
+                yield event
+                next_event = asyncio.ensure_future(anext(events))
+        if next_token.done():
+            yield next_token.result()
+        while not tokens.empty():
+            yield tokens.get_nowait()
+    finally:
+        next_token.cancel()
+        next_event.cancel()
+        with suppress(asyncio.CancelledError, StopAsyncIteration):
+            await next_event
+        await events.aclose()
+        api.broker.unsubscribe_tokens(run_id, tokens)
 
 
 def parse_event_id(value: str | None) -> tuple[int, int]:

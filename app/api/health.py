@@ -20,7 +20,9 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
     """200 once storage, checkpointer and run manager are open; 503 until then.
 
     ``mcp`` gives each configured MCP server's status (a server that is down does not make
-    Foreman unready: its tools answer with a clear error until it is back).
+    Foreman unready: its tools answer with a clear error until it is back). ``models`` maps
+    each role to its model and whether it is reachable (``checking`` until the probe that
+    starts with the server has answered).
     """
     api = getattr(request.app.state, "api", None)
     if api is None:
@@ -28,4 +30,8 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
         response.status_code = 503
         return {"status": "starting"}
     servers = {s.name: s.status for s in api.services.toolbox.servers()}
-    return {"status": "ready", **({"mcp": servers} if servers else {})}
+    models = getattr(request.app.state, "models", None)
+    return {"status": "ready", **({"mcp": servers} if servers else {}),
+            "offline": api.services.offline,
+            "models": "checking" if models is None
+            else {role: m.to_json() for role, m in models.items()}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -12,12 +13,15 @@ from sse_starlette import EventSourceResponse
 
 from app.api.auth import Principal, PrincipalDep
 from app.api.deps import Api, ApiDep, RunId, ThreadId
-from app.api.events import follow, parse_event_id, sse
+from app.api.events import follow, follow_tokens, parse_event_id, sse
 from app.api.schemas import RunCreate, task_from_input
+from app.api.token_parts import TOKEN_MODES, TokenParts, check_modes
 from app.api.views import run_json, wait_result
 from app.errors import Forbidden, InvalidRequest, NotFound
+from app.llm.stream import TokenDelta
 from app.run_manager import RunManager
 from app.store import ACTIVE, RunRow
+from app.webhooks import check_url
 
 router = APIRouter(tags=["runs"])
 
@@ -63,6 +67,9 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     metadata = {**(body.metadata or {}), "multitask_strategy": body.multitask_strategy}
     if body.budget_usd is not None:
         metadata["budget_usd"] = body.budget_usd
+    if body.webhook is not None:
+        metadata["webhook"] = check_url(body.webhook, allow_private=api.services.settings
+                                        .webhooks.allow_private_targets)
     return api.manager.start(task=task, team=team, thread_id=thread_id,
                              tenant=principal.tenant, created_by=principal.name,
                              metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow")
@@ -118,12 +125,24 @@ async def wait_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
                      principal: PrincipalDep) -> EventSourceResponse:
-    """Start a run and stream it (``metadata``, ``updates``, ``custom``, ``values``, ``end``)."""
+    """Start a run and stream it (``metadata``, ``updates``, ``custom``, ``values``,
+    ``messages``/``messages-tuple`` token chunks, ``end``)."""
+    modes = check_modes(body.modes())
     latest = api.services.store.latest_run(thread_id)
     # A resume continues the same run: stream only what happens from now on.
-    before = _last_seq(api, latest.id) if body.command is not None and latest else 0
-    run = await submit(api, principal, thread_id, body)
-    return sse(platform_stream(api, run, body.modes(), (before, 0), fresh=True), headers={
+    resuming = body.command is not None and latest is not None
+    before = _last_seq(api, latest.id) if resuming and latest else 0
+    tokens = (api.broker.subscribe_tokens(latest.id)
+              if resuming and latest and TOKEN_MODES & set(modes) else None)
+    try:
+        run = await submit(api, principal, thread_id, body)
+    except BaseException:
+        if tokens is not None and latest is not None:
+            api.broker.unsubscribe_tokens(latest.id, tokens)
+        raise
+    if tokens is None and TOKEN_MODES & set(modes):
+        tokens = api.broker.subscribe_tokens(run.id)  # before the run's task first runs
+    return sse(platform_stream(api, run, modes, (before, 0), fresh=True, tokens=tokens), headers={
         "Location": f"/threads/{thread_id}/runs/{run.id}/stream",
         "Content-Location": f"/threads/{thread_id}/runs/{run.id}"})
 
@@ -152,9 +171,10 @@ async def join_stream(thread_id: ThreadId, run_id: RunId, api: ApiDep,
                       ) -> EventSourceResponse:
     """Replay the run's stream from the start, or after ``Last-Event-ID``, then follow it."""
     run = api.run(thread_id, run_id, principal)
-    modes = stream_mode or ["values", "updates", "custom"]
+    modes = check_modes(stream_mode or ["values", "updates", "custom"])
+    tokens = api.broker.subscribe_tokens(run.id) if TOKEN_MODES & set(modes) else None
     return sse(platform_stream(api, run, modes, parse_event_id(last_event_id),
-                               fresh=last_event_id is None))
+                               fresh=last_event_id is None, tokens=tokens))
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
@@ -172,14 +192,26 @@ async def cancel_run(thread_id: ThreadId, run_id: RunId, api: ApiDep, principal:
 
 
 async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[int, int],
-                          fresh: bool) -> AsyncIterator[dict[str, Any]]:
-    """Stored events as Platform stream parts; ids are ``<seq>.<part>`` for reconnects."""
+                          fresh: bool, tokens: asyncio.Queue[TokenDelta] | None = None,
+                          ) -> AsyncIterator[dict[str, Any]]:
+    """Stored events as Platform stream parts; ids are ``<seq>.<part>`` for reconnects.
+
+    Token chunks are live only (never stored): they carry no id, so a reconnect does not
+    replay them; the final message arrives in ``values`` and ``run_completed`` anyway.
+    """
     if fresh:
         yield {"event": "metadata", "id": f"{after[0]}.0",
                "data": json.dumps({"run_id": run.id, "thread_id": run.thread_id,
                                    "attempt": 1})}
     last = after[0]
-    async for e in follow(api, run.id, after[0]):
+    token_parts = TokenParts(run, modes)
+    source = (follow(api, run.id, after[0]) if tokens is None
+              else follow_tokens(api, run.id, tokens, after[0]))
+    async for e in source:
+        if isinstance(e, TokenDelta):
+            for event, data in token_parts.parts(e):
+                yield {"event": event, "data": json.dumps(data, default=str)}
+            continue
         seq, last = e["seq"], e["seq"]
         parts: list[tuple[str, Any]] = []
         if "updates" in modes:
@@ -194,6 +226,8 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
     done = api.services.store.get_run(run.id)
     if done is None:
         raise NotFound(f"run {run.id} vanished")
+    for event, data in token_parts.complete():
+        yield {"event": event, "data": json.dumps(data, default=str)}
     if "values" in modes and done.status != "error" and (last, 8) > after:
         values = await wait_result(api, done)
         yield {"event": "values", "id": f"{last}.8", "data": json.dumps(values, default=str)}

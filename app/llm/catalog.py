@@ -57,6 +57,7 @@ class CatalogModel:
     context_window: int | None
     tools: bool
     json_output: bool
+    json_schema: bool = False
 
     @property
     def name(self) -> str:
@@ -122,6 +123,8 @@ def describe(entry: ModelEntry, where: str) -> CatalogModel:
         else bool(info.get("supports_function_calling", True))
     )
     json_output = entry.supports_json if entry.supports_json is not None else True
+    if entry.supports_json_schema is None and not entry.scripted and not info:
+        info = map_entry(entry.litellm_model) or {}
     return CatalogModel(
         entry=entry,
         input_per_token=float(input_price),
@@ -130,7 +133,18 @@ def describe(entry: ModelEntry, where: str) -> CatalogModel:
         context_window=int(window) if window else None,
         tools=tools,
         json_output=json_output,
+        json_schema=json_output and schema_capable(entry, info),
     )
+
+
+def schema_capable(entry: ModelEntry, info: dict[str, Any] | None = None) -> bool:
+    """Whether the model takes ``response_format`` JSON Schema: config, else litellm's map."""
+    if entry.supports_json_schema is not None:
+        return entry.supports_json_schema
+    if entry.scripted:
+        return True
+    found = info if info is not None else map_entry(entry.litellm_model) or {}
+    return bool(found.get("supports_response_schema", False))
 
 
 class Catalog:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
-from app.llm.provider import ProviderFault
+from app.llm.provider import BAD_OUTPUT, ProviderFault
 from app.settings import FallbackConfig
 from graphs.errors import ModelCallError
 
@@ -150,7 +150,10 @@ class Chain(Generic[T]):
                     result = await self._timed(send, name, timeouts.get(name))
                 except ProviderFault as fault:
                     last = fault
-                    self.breaker.failure(name)
+                    if fault.kind in BAD_OUTPUT:
+                        self.breaker.success(name)  # it answered: up, just not useful
+                    else:
+                        self.breaker.failure(name)
                     retry = (
                         fault.retryable
                         and attempt < self.config.max_retries

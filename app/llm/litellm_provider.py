@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
-from app.llm.provider import FaultKind, ProviderFault, ProviderReply
+from app.llm.catalog import schema_capable
+from app.llm.provider import RUNAWAY_FACTOR, FaultKind, ProviderFault, ProviderReply, TokenSink
 from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
 _litellm: ModuleType | None = None
+LOCAL_KEY = "no-key-needed"
 
 
 def load_litellm() -> ModuleType:
@@ -84,12 +86,46 @@ def fault_from(model: ModelEntry, error: BaseException) -> ProviderFault:
     )
 
 
-class LiteLLMProvider:
-    """Calls ``litellm.acompletion``; retries and fallbacks belong to the router, not here."""
+def response_format(model: ModelEntry, request: ModelRequest, schema_ok: bool
+                    ) -> dict[str, Any] | None:
+    """JSON Schema structured output where the model takes it, JSON mode otherwise."""
+    if not request.json_output or model.supports_json is False:
+        return None
+    if request.json_schema is not None and schema_ok:
+        return {"type": "json_schema", "json_schema": {
+            "name": str(request.json_schema.get("title") or "output")[:64],
+            "schema": dict(request.json_schema), "strict": False}}
+    return {"type": "json_object"}
 
-    async def complete(self, model: ModelEntry, request: ModelRequest) -> ProviderReply:
-        """One call to one model; any provider failure becomes a typed ``ProviderFault``."""
-        litellm = load_litellm()
+
+def _reply(response: Any) -> ProviderReply:
+    message = response.choices[0].message
+    calls = [
+        ToolCall(id=c.id or "", name=c.function.name or "", arguments=c.function.arguments or "{}")
+        for c in (message.tool_calls or [])
+    ]
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    return ProviderReply(
+        content=message.content,
+        tool_calls=calls,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+    )
+
+
+class LiteLLMProvider:
+    """Calls ``litellm.acompletion``; retries and fallbacks belong to the router, not here.
+
+    ``schema_ok(model)`` says whether a model takes ``response_format`` JSON Schema (the
+    catalog's capability); without it every structured call uses JSON mode.
+    """
+
+    def __init__(self, schema_ok: Callable[[ModelEntry], bool] | None = None) -> None:
+        self.schema_ok = schema_ok or schema_capable
+
+    def _kwargs(self, model: ModelEntry, request: ModelRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": model.litellm_model,
             "messages": request.messages,
@@ -103,30 +139,73 @@ class LiteLLMProvider:
             kwargs["api_base"] = model.api_base
         if model.api_key_env and os.environ.get(model.api_key_env):
             kwargs["api_key"] = os.environ[model.api_key_env]
+        elif model.api_base and not model.api_key_env:
+            # A local server (llama.cpp, vLLM, Ollama) needs no key, but the OpenAI client
+            # refuses to start without one.
+            kwargs["api_key"] = LOCAL_KEY
         if request.tools:
             kwargs["tools"] = request.tools
-        if request.json_output and model.supports_json is not False:
-            kwargs["response_format"] = {"type": "json_object"}
+        fmt = response_format(model, request, self.schema_ok(model))
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        return kwargs
+
+    async def complete(self, model: ModelEntry, request: ModelRequest) -> ProviderReply:
+        """One call to one model; any provider failure becomes a typed ``ProviderFault``."""
+        litellm = load_litellm()
         try:
-            response = await litellm.acompletion(**kwargs)
+            response = await litellm.acompletion(**self._kwargs(model, request))
         except Exception as e:  # provider faults of every kind; nothing graph-level in here
             raise fault_from(model, e) from e
-        message = response.choices[0].message
-        calls = [
-            ToolCall(
-                id=c.id or "", name=c.function.name or "", arguments=c.function.arguments or "{}"
-            )
-            for c in (message.tool_calls or [])
-        ]
-        usage = getattr(response, "usage", None)
-        details = getattr(usage, "prompt_tokens_details", None)
-        return ProviderReply(
-            content=message.content,
-            tool_calls=calls,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
-        )
+        return _reply(response)
+
+    async def stream(self, model: ModelEntry, request: ModelRequest,
+                     on_token: TokenSink) -> ProviderReply:
+        """The same call streamed: content deltas go to ``on_token`` as they arrive.
+
+        A stream that ends without a finish reason was cut off (``truncated``); one that
+        runs far past ``max_tokens`` is stopped (``runaway``). Both keep what was received.
+        """
+        litellm = load_litellm()
+        kwargs = self._kwargs(model, request)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        limit_chars = RUNAWAY_FACTOR * kwargs["max_tokens"] * 4
+        chunks: list[Any] = []
+        chars, finished = 0, False
+        try:
+            stream = await litellm.acompletion(**kwargs)
+            async for chunk in stream:
+                chunks.append(chunk)
+                choice = chunk.choices[0] if chunk.choices else None
+                if choice is None:
+                    continue
+                text = getattr(choice.delta, "content", None)
+                if text:
+                    chars += len(text)
+                    on_token(text)
+                if choice.finish_reason:
+                    finished = True
+                if chars > limit_chars:
+                    break
+        except Exception as e:
+            raise fault_from(model, e) from e
+        if hasattr(stream, "received_finish_reason"):
+            # litellm closes every stream with a made-up "stop"; what the server really
+            # sent is kept on the wrapper.
+            finished = bool(stream.received_finish_reason
+                            or getattr(stream, "intermittent_finish_reason", None))
+        built = litellm.stream_chunk_builder(chunks, messages=request.messages) if chunks else None
+        reply = _reply(built) if built is not None else ProviderReply(content=None)
+        if chars > limit_chars:
+            fault = ProviderFault(f"{model.name}: runaway stream stopped after {chars} "
+                                  "characters", "runaway")
+        elif not finished:
+            fault = ProviderFault(f"{model.name}: stream stopped before the reply ended",
+                                  "truncated")
+        else:
+            return reply
+        fault.reply = reply
+        raise fault
 
     def count_tokens(self, model: ModelEntry, request: ModelRequest) -> int:
         """Prompt tokens by litellm's tokenizer for the model (tools included)."""

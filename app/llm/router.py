@@ -18,7 +18,14 @@ from app.llm.catalog import Catalog, CatalogModel
 from app.llm.fallback import Chain, CircuitBreaker, Fault
 from app.llm.journal import Journal
 from app.llm.policy import Tiers, make_policy
-from app.llm.provider import Provider, ProviderReply
+from app.llm.provider import (
+    BAD_OUTPUT,
+    Provider,
+    ProviderFault,
+    ProviderReply,
+    bad_output,
+)
+from app.llm.stream import CallStream
 from app.settings import Settings, Tier
 from app.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted, ModelCallError
@@ -154,6 +161,21 @@ class Router:
     def _ranks(self, tier: Tier) -> int:
         return self.tiers.order.index(tier)
 
+    def escalate(self, request: ModelRequest, budget: RunBudget, after: Route) -> Route | None:
+        """The next stronger tier that has a model the budget covers, after bad output."""
+        home = self.home(request)
+        for tier in self.tiers.order[self._ranks(after.tier) + 1:]:
+            models = self.deployments(tier, request, home)
+            if not models:
+                continue
+            first = models[0]
+            tokens = self.provider(first).count_tokens(first.entry, request)
+            out = request.max_tokens or first.entry.max_tokens
+            if budget.shortfall(first.worst_case(tokens, out), tokens + out) is None:
+                return Route(tier, models, f"{after.reason}; escalated {after.tier}→{tier} "
+                                           "after bad output")
+        return None
+
     def for_run(
         self, journal: Journal, events: EventSink, budget_usd: float | None = None
     ) -> RunRouter:
@@ -205,6 +227,7 @@ class RunRouter:
                     route.reason + "; cache hit",
                 )
         failures: list[Fault] = []
+        stream = CallStream.of(self.journal.run_id, request)
 
         async def send(name: str) -> tuple[ProviderReply, Reservation, float]:
             model = self.router.catalog.get(name)
@@ -214,20 +237,46 @@ class RunRouter:
             held = self.budget.reserve(model.worst_case(tokens, out), tokens + out)
             started = time.perf_counter()
             try:
-                reply = await provider.complete(model.entry, unique)
+                reply = await (stream.call(provider, name, model.entry, unique) if stream
+                               else provider.complete(model.entry, unique))
+                fault = bad_output(model.entry, request, reply)
+            except ProviderFault as f:
+                if f.reply is None:
+                    self.budget.release(held)
+                    raise
+                fault = f
             except BaseException:  # cancelled by the timeout too: the hold must go back
                 self.budget.release(held)
                 raise
+            if fault is not None:
+                # Bad output was still produced and paid for: settle, then refuse it.
+                spent = fault.reply or reply
+                self.budget.settle(held, model.cost(spent.prompt_tokens, spent.completion_tokens,
+                                                    spent.cached_tokens),
+                                   spent.prompt_tokens + spent.completion_tokens)
+                raise fault
             return reply, held, (time.perf_counter() - started) * 1000
 
         def on_fault(fault: Fault) -> None:
             failures.append(fault)
             self._failed(request, route, fault, len(failures))
 
-        timeouts = {m.name: m.entry.timeout_s for m in route.models}
-        name, (reply, held, latency_ms) = await self.router.chain.run(
-            [m.name for m in route.models], send, on_fault, timeouts
-        )
+        while True:
+            timeouts = {m.name: m.entry.timeout_s for m in route.models}
+            seen = len(failures)
+            try:
+                name, (reply, held, latency_ms) = await self.router.chain.run(
+                    [m.name for m in route.models], send, on_fault, timeouts
+                )
+                break
+            except ModelCallError:
+                faults = [f.fault for f in failures[seen:]]
+                if not faults or any(f is None or f.kind not in BAD_OUTPUT for f in faults):
+                    raise
+                higher = self.router.escalate(request, self.budget, route)
+                if higher is None:
+                    raise
+                route = higher
         model = self.router.catalog.get(name)
         reason = route.reason
         if failures:
@@ -305,13 +354,15 @@ class RunRouter:
     def _failed(self, request: ModelRequest, route: Route, fault: Fault, n: int) -> None:
         model = self.router.catalog.get(fault.model)
         outcome = "circuit_open" if fault.fault is None else fault.fault.kind
+        spent = fault.fault.reply if fault.fault is not None else None
         row = self._row(
             request,
             f"{request.call_key}#{n}",
             model,
             route.reason,
-            None,
-            0.0,
+            spent,
+            model.cost(spent.prompt_tokens, spent.completion_tokens, spent.cached_tokens)
+            if spent else 0.0,
             fault.latency_ms,
             outcome,
         )

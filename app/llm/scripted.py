@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.llm.playbook import Playbook, Step, for_instruction, for_task
-from app.llm.provider import ProviderReply
+from app.llm.provider import ProviderReply, TokenSink
 from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
@@ -28,6 +28,9 @@ _REF = re.compile(r"\{ref:([A-Z]+)\}")
 OFFLINE_NOTE = (
     "Foreman ran offline with its built-in scripted models, which only know the bundled demo tasks"
 )
+
+
+STREAM_WORDS = 3  # words per streamed piece of a scripted reply
 
 
 def tag(text: str, name: str) -> str | None:
@@ -82,6 +85,16 @@ class ScriptedProvider:
             prompt_tokens=self.count_tokens(model, request),
             completion_tokens=tokens(completion),
         )
+
+    async def stream(self, model: ModelEntry, request: ModelRequest,
+                     on_token: TokenSink) -> ProviderReply:
+        """``complete``'s reply, its text handed out a few words at a time."""
+        reply = await self.complete(model, request)
+        words = re.findall(r"\S+\s*|\s+", reply.content or "")
+        for i in range(0, len(words), STREAM_WORDS):
+            on_token("".join(words[i:i + STREAM_WORDS]))
+            await asyncio.sleep(0)  # let readers see each piece as it comes
+        return reply
 
     def count_tokens(self, model: ModelEntry, request: ModelRequest) -> int:
         """The same rough count ``complete`` reports, so reservations match usage."""

@@ -56,9 +56,12 @@ def test_chat_stream_sends_progress_then_answer_and_usage(server: Server) -> Non
 
     progress = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or ""
                        for c in chunks if c.choices)
-    answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    pieces = [c.choices[0].delta.content for c in chunks
+              if c.choices and c.choices[0].delta.content]
+    answer = "".join(pieces)
     assert "Plan:" in progress
     assert "restarted" in answer
+    assert len(pieces) > 3  # the scripted model streams its answer a few words at a time
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
     finals = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
     assert finals[0].model_extra["foreman"]["status"] == "success"  # type: ignore[index]

@@ -74,7 +74,11 @@ async def test_litellm_path_drives_a_demo_run_end_to_end(
     calls = [e["data"] for e in events if e["type"] == "model_call"]
     assert route.call_count == len(calls) == result.model_calls
     sent = json.loads(route.calls[0].request.content)
-    assert sent["model"] == "gpt-4o-mini" and sent["response_format"] == {"type": "json_object"}
+    # gpt-4o-mini takes JSON Schema (litellm's map says so): the plan's schema is sent.
+    fmt = sent["response_format"]
+    assert sent["model"] == "gpt-4o-mini" and fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "TaskLedgerOut"
+    assert "plan" in fmt["json_schema"]["schema"]["properties"]
     specialist = next(json.loads(c.request.content) for c in route.calls
                       if json.loads(c.request.content).get("tools"))
     assert {t["function"]["name"] for t in specialist["tools"]} == {

@@ -1,0 +1,77 @@
+"""Streamed model tokens as LangGraph Platform ``messages`` / ``messages-tuple`` stream parts.
+
+``messages-tuple`` sends ``[message_chunk, metadata]`` per delta (what
+``client.runs.stream(..., stream_mode="messages-tuple")`` yields); ``messages`` sends
+``messages/metadata`` once per message, then ``messages/partial`` with the message so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from app.errors import InvalidRequest
+from app.llm.stream import TokenDelta
+from app.store import RunRow
+
+SUPPORTED_MODES = ("values", "updates", "custom", "messages", "messages-tuple")
+TOKEN_MODES = frozenset({"messages", "messages-tuple"})
+
+
+def check_modes(modes: list[str]) -> list[str]:
+    """The modes, or a 422 naming the first one Foreman cannot stream."""
+    for mode in modes:
+        if mode not in SUPPORTED_MODES:
+            raise InvalidRequest(f"stream_mode {mode!r} is not supported; supported: "
+                                 f"{', '.join(SUPPORTED_MODES)}", field="stream_mode")
+    return modes
+
+
+def _node(role: str) -> str:
+    return role.split(".", 1)[-1] if role.startswith("manager.") else "agent"
+
+
+def message_id(run: RunRow, delta: TokenDelta) -> str:
+    """One message per call attempt, stable across the deltas of that attempt."""
+    return f"run-{run.id}-{delta.call_key.replace('/', '-')}-{delta.attempt}"
+
+
+def ai_chunk(msg_id: str, content: str) -> dict[str, Any]:
+    """An ``AIMessageChunk`` as LangChain serialises it."""
+    return {"type": "AIMessageChunk", "id": msg_id, "content": content, "name": None,
+            "additional_kwargs": {}, "response_metadata": {}, "tool_calls": [],
+            "invalid_tool_calls": [], "tool_call_chunks": [], "usage_metadata": None}
+
+
+class TokenParts:
+    """Turns one run's deltas into stream parts for the modes asked for."""
+
+    def __init__(self, run: RunRow, modes: list[str]) -> None:
+        self.run = run
+        self.modes = modes
+        self.texts: dict[str, str] = {}
+
+    def metadata(self, delta: TokenDelta) -> dict[str, Any]:
+        """LangGraph's per-chunk metadata."""
+        return {"run_id": self.run.id, "thread_id": self.run.thread_id,
+                "graph_id": self.run.team, "assistant_id": self.run.team,
+                "langgraph_node": _node(delta.role), "foreman_role": delta.role,
+                "ls_model_name": delta.model, "tags": []}
+
+    def parts(self, delta: TokenDelta) -> Iterator[tuple[str, Any]]:
+        """``(event, data)`` pairs for one delta."""
+        msg_id = message_id(self.run, delta)
+        if "messages-tuple" in self.modes:
+            yield "messages", [ai_chunk(msg_id, delta.text), self.metadata(delta)]
+        if "messages" in self.modes:
+            if msg_id not in self.texts:
+                self.texts[msg_id] = ""
+                yield "messages/metadata", {msg_id: {"metadata": self.metadata(delta)}}
+            self.texts[msg_id] += delta.text
+            yield "messages/partial", [ai_chunk(msg_id, self.texts[msg_id])]
+
+    def complete(self) -> Iterator[tuple[str, Any]]:
+        """``messages/complete`` for every message streamed in ``messages`` mode."""
+        if "messages" in self.modes:
+            for msg_id, text in self.texts.items():
+                yield "messages/complete", [{**ai_chunk(msg_id, text), "type": "ai"}]
