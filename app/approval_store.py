@@ -42,6 +42,7 @@ APPROVAL_SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS approvals_tenant ON approvals(tenant, status, created_at)",
     "CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals(status, expires_at)",
+    "CREATE INDEX IF NOT EXISTS approvals_thread ON approvals(thread_id, status)",
 ]
 STATUSES = ("pending", "decided", "expired")
 
@@ -147,6 +148,12 @@ class ApprovalRows:
         """A run's approvals, oldest first."""
         rows = self.db.query("SELECT * FROM approvals WHERE run_id = ? ORDER BY created_at",
                              (run_id,))
+        return [_approval(r) for r in rows]
+
+    def thread_pending_approvals(self, thread_id: str) -> list[ApprovalRow]:
+        """Approvals the thread still waits for, oldest first."""
+        rows = self.db.query("SELECT * FROM approvals WHERE thread_id = ? AND"
+                             " status = 'pending' ORDER BY created_at", (thread_id,))
         return [_approval(r) for r in rows]
 
     def overdue_approvals(self, now: float) -> list[ApprovalRow]:

@@ -11,6 +11,7 @@ the CLI). The sweeper turns approvals past their expiry into rejections.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from app.api.auth import Principal
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from app.events import Listener
+from app.policy.rules import RuleConfig
 from app.runner import Runner, RunResult
 from app.settings import Settings
 from app.store import ApprovalRow, RunRow, Store
@@ -95,6 +97,16 @@ class ApprovalService:
             raise NotFound(f"approval {approval_id} not found")
         return row
 
+    def check_no_pending(self, thread_id: str) -> None:
+        """New input to a thread that waits for a decision would leave that approval
+        stale: ``Conflict`` naming what it waits for."""
+        waiting = self.store.thread_pending_approvals(thread_id)
+        if waiting:
+            ids = ", ".join(r.id for r in waiting)
+            raise Conflict(f"thread {thread_id} is waiting for an approval ({ids}); decide "
+                           f"it first (POST /v1/approvals/{waiting[0].id}/decision) or "
+                           "resume the thread with command.resume")
+
     # deciding
     async def decide(self, principal: Principal, approval_id: str, decision: str,
                      resumer: Resumer, args: Mapping[str, Any] | None = None,
@@ -134,18 +146,39 @@ class ApprovalService:
         return {p.id: p.value for p in found}
 
     def authorize(self, principal: Principal, row: ApprovalRow) -> None:
-        """Role, tenant and separation of duties; raises ``Forbidden`` / ``NotFound``."""
+        """Role, tenant, approver group and separation of duties; raises ``Forbidden`` /
+        ``NotFound``. A refusal within the tenant is written to the audit log."""
         if row.tenant != principal.tenant:
             raise NotFound(f"approval {row.id} not found")
-        if not principal.has("approver"):
-            raise Forbidden("deciding an approval needs role approver or admin")
-        if row.requester == principal.name and not principal.local and not (
-                "admin" in principal.roles and self._admin_may_self_approve(row.rule)):
-            raise Forbidden("the requester of a run may not decide its approvals")
+        refusal = self.refusal(principal, row)
+        if refusal is not None:
+            if principal.has("approver"):  # a role check alone is not worth an entry
+                self.store.audit_record(row.tenant, "approval_refused", {
+                    "approval_id": row.id, "interrupt_id": row.interrupt_id,
+                    "policy_rule": row.rule, "approver_group": row.approver_group,
+                    "reason": refusal}, run_id=row.run_id, actor=principal.name)
+            raise Forbidden(refusal)
 
-    def _admin_may_self_approve(self, rule: str | None) -> bool:
-        return any(r.name == rule and r.admin_may_self_approve
-                   for r in self.settings.policy.rules)
+    def refusal(self, principal: Principal, row: ApprovalRow) -> str | None:
+        """Why ``principal`` may not decide ``row`` (None: it may)."""
+        if not principal.has("approver"):
+            return "deciding an approval needs role approver or admin"
+        if principal.local:
+            return None  # local dev mode: the one local operator decides everything
+        rule = self._rule(row.rule)
+        admin = "admin" in principal.roles
+        if row.requester == principal.name and not (admin and rule is not None
+                                                    and rule.admin_may_self_approve):
+            return "the requester of a run may not decide its approvals"
+        group = row.approver_group
+        if group and not principal.in_group(group) and not (
+                admin and rule is not None and rule.admin_override):
+            return (f"approval {row.id} needs approver group {group} (policy rule "
+                    f"{row.rule})")
+        return None
+
+    def _rule(self, name: str | None) -> RuleConfig | None:
+        return next((r for r in self.settings.policy.rules if r.name == name), None)
 
     def _prepare(self, principal: Principal, row: ApprovalRow, decision: str,
                  args: Mapping[str, Any] | None, message: str,
@@ -156,6 +189,9 @@ class ApprovalService:
                                  field="decision")
         if row.status != "pending":
             raise Conflict(f"approval {row.id} is already {row.status}")
+        if row.expires_at is not None and self.clock() >= row.expires_at:
+            raise Conflict(f"approval {row.id} expired: no decision before its expiry "
+                           f"({round(row.expires_at - row.created_at)}s after it was asked)")
         value = pending.get(row.interrupt_id)
         if value is None or value.get("args_sha256") != row.args_sha256:
             raise Conflict(f"approval {row.id} is stale: its run no longer waits for it")
@@ -189,9 +225,13 @@ class ApprovalService:
         if spec is None:
             raise InvalidRequest(f"unknown tool {row.action}", field="args")
         try:
-            clean = spec.validate(args).model_dump(mode="json")
+            # Strict, as JSON: true is not 1.0 and "189" is not a number.
+            clean = spec.args_model.model_validate_json(
+                json.dumps(args, allow_nan=False), strict=True).model_dump(mode="json")
         except ValidationError as e:
             raise _invalid(e, "args") from e
+        except ValueError as e:
+            raise InvalidRequest("args: numbers must be finite", field="args") from e
         verdict = self.gate.check(GateRequest(
             team=run.team, agent=row.agent or "", tool=spec.name, args=clean,
             side_effect=spec.side_effect, risk=spec.risk, thread_id=run.thread_id,
@@ -205,10 +245,9 @@ class ApprovalService:
         raw = (args or {}).get("amount_usd")
         if raw is None:  # no amount: the run gets its original budget once more
             return float(run.budget_usd or self.settings.budgets.run_usd or 1.0)
-        try:
-            amount = float(raw)
-        except (TypeError, ValueError) as e:
-            raise InvalidRequest("amount_usd must be a number", field="args.amount_usd") from e
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise InvalidRequest("amount_usd must be a number", field="args.amount_usd")
+        amount = float(raw)
         if not 0 < amount <= 10_000:
             raise InvalidRequest("amount_usd must be above 0 and at most 10000",
                                  field="args.amount_usd")

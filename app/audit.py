@@ -151,6 +151,13 @@ class AuditLog:
               (tenant, seq, ts, run_id, type, actor, body, prev, digest))
         return seq
 
+    def audit_record(self, tenant: str, type: str, data: Mapping[str, Any], *,
+                     run_id: str | None = None, actor: str | None = None) -> int:
+        """Append one entry that no run event carries (a refused decision, an admin's
+        switch change) in its own transaction; returns its sequence number."""
+        with self.db.tx() as c:
+            return self.audit_append(c, tenant, type, data, run_id=run_id, actor=actor)
+
     def audit_entries(self, tenant: str, run_id: str | None = None,
                       limit: int = 1000) -> list[dict[str, Any]]:
         """A tenant's entries in chain order (optionally one run's)."""

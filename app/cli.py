@@ -99,7 +99,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                    + f" - connecting; status at {base}/readyz")
     typer.echo("Auth: LOCAL DEV MODE - no API keys configured; loopback only, every caller "
                "is a local admin" if keyring.local_mode
-               else f"Auth: {len(settings.auth.api_keys)} API keys")
+               else f"Auth: {len(settings.auth.api_keys)} API keys"
+               + (f", JWT from {settings.auth.jwt.issuer}" if settings.auth.jwt else ""))
     configure_json_logging()
 
     def build() -> ASGIApp:

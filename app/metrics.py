@@ -14,13 +14,14 @@ from app.store import Store
 class StoreCollector(Collector):
     """Runs by status, model calls and cost by model and role, tool calls, pending approvals."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, tenant: str | None = None) -> None:
         self.store = store
+        self.tenant = tenant
 
     def collect(self) -> Iterator[Metric]:
-        """Read the figures now (all tenants)."""
+        """Read the figures now (all tenants, or the one this collector is for)."""
         runs = GaugeMetricFamily("foreman_runs", "Runs by status", labels=["status"])
-        counts = self.store.run_counts()
+        counts = self.store.run_counts(self.tenant)
         for status in ("pending", "running", "success", "error", "timeout", "interrupted"):
             runs.add_metric([status], counts.get(status, 0))
         yield runs
@@ -30,7 +31,7 @@ class StoreCollector(Collector):
                                    labels=["model", "role"])
         tokens = CounterMetricFamily("foreman_model_tokens", "Model tokens",
                                      labels=["model", "role"])
-        for row in self.store.model_usage():
+        for row in self.store.model_usage(self.tenant):
             labels = [row["model"], row["role"]]
             calls.add_metric(labels, row["calls"])
             cost.add_metric(labels, float(row["cost_usd"]))
@@ -39,7 +40,7 @@ class StoreCollector(Collector):
         yield cost
         yield tokens
         tools = CounterMetricFamily("foreman_tool_calls", "Tool calls", labels=["tool"])
-        for tool, n in self.store.tool_counts().items():
+        for tool, n in self.store.tool_counts(self.tenant).items():
             tools.add_metric([tool], n)
         yield tools
         yield GaugeMetricFamily("foreman_approvals_pending", "Runs paused for an approval",
@@ -50,8 +51,16 @@ class Metrics:
     """One registry per app (tests run several apps in one process)."""
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(store))
         self.latency = Histogram("foreman_http_request_duration_seconds",
                                  "HTTP request latency", ["method", "route", "status"],
                                  registry=self.registry)
+
+    def of_tenant(self, tenant: str) -> CollectorRegistry:
+        """A registry with one tenant's figures only (no HTTP latency: that is the
+        platform's)."""
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(self.store, tenant))
+        return registry

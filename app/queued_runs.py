@@ -57,8 +57,7 @@ class QueuedRunManager(RunManager):
               metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
               shadow: bool = False, interactive: bool = True) -> RunRow:
         """Record the run and defer its job in one transaction."""
-        if self.switch.paused:
-            raise Conflict("new runs are paused by an admin")
+        self.switch.admit(tenant)
         self._limiter.take(tenant)
         budget = (metadata or {}).get("budget_usd")
         run_id = new_run_id()
@@ -72,8 +71,7 @@ class QueuedRunManager(RunManager):
 
     def check(self, run: RunRow) -> None:
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""
-        if self.switch.paused:
-            raise Conflict("runs are paused by an admin")
+        self.switch.admit(run.tenant, new_run=False)
         if self.thread_busy(run.thread_id):
             raise Conflict(f"thread {run.thread_id} already has an active run")
 

@@ -82,8 +82,7 @@ class RunManager:
         return latest is not None and latest.status in ACTIVE
 
     def _admit(self, tenant: str, thread_id: str, enqueue: bool) -> None:
-        if self.switch.paused:
-            raise Conflict("new runs are paused by an admin")
+        self.switch.admit(tenant)
         if not enqueue and self.thread_busy(thread_id):
             raise Conflict(f"thread {thread_id} already has an active run; wait for it, "
                            "cancel it, or send multitask_strategy=enqueue")
@@ -108,8 +107,7 @@ class RunManager:
     # resuming with decisions (the approvals service calls these: see app.approvals)
     def check(self, run: RunRow) -> None:
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""
-        if self.switch.paused:
-            raise Conflict("runs are paused by an admin")
+        self.switch.admit(run.tenant, new_run=False)
         if self.thread_busy(run.thread_id):
             raise Conflict(f"thread {run.thread_id} already has an active run")
 

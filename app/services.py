@@ -14,7 +14,7 @@ from app.approvals import ApprovalService
 from app.checkpoint import open_saver
 from app.db import open_database
 from app.errors import ConfigError
-from app.killswitch import KillSwitch, KillSwitchGate
+from app.killswitch import KillSwitch, KillSwitchGate, SwitchState
 from app.knowledge.embed import Embedder, make_embedder
 from app.knowledge.runtime import KnowledgeRuntime
 from app.llm.litellm_provider import LiteLLMProvider
@@ -91,8 +91,8 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
                                 pool.pool_min_size, pool.pool_max_size,
                                 pool.sqlite_synchronous))
-    switch = KillSwitch(paused=settings.runs.paused,
-                        disabled_tools=set(settings.runs.disabled_tools))
+    switch = KillSwitch(store, SwitchState(paused=settings.runs.paused,
+                                           disabled_tools=frozenset(settings.runs.disabled_tools)))
     offline = is_offline(settings)
     providers: dict[str, Provider] = {
         "scripted": scripted or ScriptedProvider(latency_s=settings.scripted_latency_ms / 1000,

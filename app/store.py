@@ -20,6 +20,7 @@ from app.claims import LeaseLost, RunClaims
 from app.cost_ledger import CostLedger, LedgerRow, Totals
 from app.db import Cursor, Database, Row
 from app.errors import Conflict
+from app.killswitch import SwitchRows
 
 __all__ = ["ApprovalRow", "LedgerRow", "RunRow", "Store", "ThreadRow", "Totals"]
 
@@ -147,7 +148,7 @@ class RunRow:
     owner: str | None = None
 
 
-class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
+class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
     """The app tables on a :class:`~app.db.Database` (SQLite or Postgres)."""
 
     def __init__(self, db: Database) -> None:
@@ -169,6 +170,7 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
                     c.run(statement)
             self._approval_schema()
             self._audit_schema()
+            self._switch_schema()
 
     def close(self) -> None:
         """Close the database."""
@@ -354,22 +356,30 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims):
             c.run("UPDATE tool_calls SET status = 'DONE', ok = ?, result = ?, finished_at = ?"
                   " WHERE key = ?", (int(ok), json.dumps(result, default=str), time.time(), key))
 
-    # figures for /metrics (all tenants)
-    def run_counts(self) -> dict[str, int]:
+    # figures for /metrics (all tenants, or one)
+    def run_counts(self, tenant: str | None = None) -> dict[str, int]:
         """Runs per status."""
-        rows = self.db.query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
+        where, params = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        rows = self.db.query(f"SELECT status, COUNT(*) AS n FROM runs {where}"  # noqa: S608
+                             " GROUP BY status", params)
         return {r["status"]: int(r["n"]) for r in rows}
 
-    def model_usage(self) -> list[Row]:
+    def model_usage(self, tenant: str | None = None) -> list[Row]:
         """Calls, tokens and cost per (model, role)."""
-        return self.db.query(
-            "SELECT model, role, COUNT(*) AS calls, COALESCE(SUM(cost_usd), 0) AS cost_usd,"
-            " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens"
-            " FROM model_calls WHERE outcome IN ('ok', 'cached') GROUP BY model, role")
+        where, params = ("AND tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        sql = ("SELECT model, role, COUNT(*) AS calls, COALESCE(SUM(cost_usd), 0) AS cost_usd,"
+               " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS tokens"
+               " FROM model_calls WHERE outcome IN ('ok', 'cached') ")
+        return self.db.query(sql + where + " GROUP BY model, role", params)
 
-    def tool_counts(self) -> dict[str, int]:
+    def tool_counts(self, tenant: str | None = None) -> dict[str, int]:
         """Tool calls per tool."""
-        rows = self.db.query("SELECT tool, COUNT(*) AS n FROM tool_calls GROUP BY tool")
+        if tenant is None:
+            rows = self.db.query("SELECT tool, COUNT(*) AS n FROM tool_calls GROUP BY tool")
+        else:
+            rows = self.db.query("SELECT c.tool AS tool, COUNT(*) AS n FROM tool_calls c"
+                                 " JOIN threads t ON t.id = c.thread_id WHERE t.tenant = ?"
+                                 " GROUP BY c.tool", (tenant,))
         return {r["tool"]: int(r["n"]) for r in rows}
 
 

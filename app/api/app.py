@@ -28,6 +28,7 @@ from app.api import (
 )
 from app.api.auth import KeyRing
 from app.api.deps import Api
+from app.api.hygiene import BodyGuard
 from app.broker import EventBroker
 from app.metrics import Metrics
 from app.queued_runs import QueuedRunManager
@@ -117,6 +118,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
     errors.install(app)
 
     app.add_middleware(Timing)
+    app.add_middleware(BodyGuard, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(TraceContext)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,

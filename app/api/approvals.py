@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from app.api.auth import Approver
+from app.api.auth import Approver, Principal
 from app.api.deps import ApiDep
 from app.store import ApprovalRow
 
@@ -24,10 +24,19 @@ class DecisionIn(BaseModel):
     message: str = Field(default="", max_length=4000)
 
 
-def approval_json(row: ApprovalRow, now: float | None = None) -> dict[str, Any]:
-    """An approval as the API returns it, with its age in seconds."""
+def approval_json(row: ApprovalRow, now: float | None = None,
+                  refusal: str | None = None) -> dict[str, Any]:
+    """An approval as the API returns it, with its age in seconds and whether the caller
+    may decide it (``may_decide``; ``refusal`` says why not)."""
     now = time.time() if now is None else now
-    return {**row.as_json(), "age_s": round(now - row.created_at, 1)}
+    return {**row.as_json(), "age_s": round(now - row.created_at, 1),
+            "may_decide": refusal is None, "refusal": refusal}
+
+
+def _for(api: ApiDep, principal: Principal, row: ApprovalRow) -> dict[str, Any]:
+    if row.status != "pending":
+        return approval_json(row, refusal=f"approval {row.id} is {row.status}")
+    return approval_json(row, refusal=api.services.approvals.refusal(principal, row))
 
 
 @router.get("/v1/approvals")
@@ -36,14 +45,14 @@ async def list_approvals(
         status: Annotated[Literal["pending", "decided", "expired"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """The tenant's approvals, newest first, optionally by status."""
-    return [approval_json(r) for r in api.services.approvals.find(principal, status)]
+    return [_for(api, principal, r) for r in api.services.approvals.find(principal, status)]
 
 
 @router.get("/v1/approvals/{approval_id}")
 async def get_approval(approval_id: ApprovalId, api: ApiDep,
                        principal: Approver) -> dict[str, Any]:
     """One approval: action, arguments, agent, rule, plan, ledger excerpt, cost so far."""
-    return approval_json(api.services.approvals.get(principal, approval_id))
+    return _for(api, principal, api.services.approvals.get(principal, approval_id))
 
 
 @router.post("/v1/approvals/{approval_id}/decision")
@@ -53,4 +62,4 @@ async def decide(approval_id: ApprovalId, body: DecisionIn, api: ApiDep,
     row = await api.services.approvals.decide(principal, approval_id, body.decision,
                                               api.manager, args=body.args,
                                               message=body.message)
-    return approval_json(row)
+    return _for(api, principal, row)

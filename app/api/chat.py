@@ -23,8 +23,7 @@ from app.api.auth import PrincipalDep, Requester
 from app.api.deps import Api, ApiDep
 from app.api.events import follow_tokens, sse
 from app.api.schemas import check_task, text_of
-from app.api.views import interrupts_by_task, snapshot_of
-from app.errors import Conflict, InvalidRequest, NotFound
+from app.errors import InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
 from app.runner import new_thread_id
 from app.store import RunRow
@@ -91,10 +90,7 @@ async def chat_completions(body: ChatRequest, api: ApiDep, principal: Requester,
     thread = api.services.store.get_thread(thread_id)
     if thread is not None:
         api.thread(thread_id, principal)  # another tenant's thread is "not found"
-        runs = api.services.store.thread_runs(thread_id)
-        if interrupts_by_task(await snapshot_of(api, thread_id, runs)):
-            raise Conflict(f"thread {thread_id} is waiting for an approval; decide it "
-                           "first (GET /v1/approvals)")
+        api.services.approvals.check_no_pending(thread_id)
     run = api.manager.start(task=task, team=body.model, thread_id=thread_id,
                             tenant=principal.tenant, created_by=principal.name,
                             metadata={"source": "chat"})

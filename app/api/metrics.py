@@ -1,18 +1,21 @@
-"""``/metrics`` in Prometheus text (admin only)."""
+"""``/metrics`` in Prometheus text: every tenant's figures for an operator, the caller's
+tenant's for its admin."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import generate_latest
 
-from app.api.auth import Admin
+from app.api.auth import AdminOrOperator
 from app.api.deps import ApiDep
 
 router = APIRouter(tags=["ops"])
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(api: ApiDep, principal: Admin) -> Response:
+async def metrics(api: ApiDep, principal: AdminOrOperator) -> Response:
     """Prometheus exposition."""
-    return Response(generate_latest(api.metrics.registry),
+    registry = (api.metrics.registry if principal.has("operator")
+                else api.metrics.of_tenant(principal.tenant))
+    return Response(generate_latest(registry),
                     media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -41,21 +41,31 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     if body.multitask_strategy == "rollback":
         raise InvalidRequest("multitask_strategy rollback is not supported",
                              field="multitask_strategy")
+    resuming = body.command is not None and body.command.resume is not None
+    task = ""
+    if not resuming:  # every check before anything is cancelled, stored or started
+        if not principal.has("requester"):
+            raise Forbidden("starting a run needs role requester")
+        if body.input is None:
+            raise InvalidRequest("send input (a new task) or command.resume", field="input")
+        task = task_from_input(body.input)
+        api.services.approvals.check_no_pending(thread_id)
+        cap = api.services.settings.budgets.run_usd
+        if body.budget_usd is not None and cap is not None and body.budget_usd > cap:
+            raise InvalidRequest(f"budget_usd may lower the configured run budget (${cap}), "
+                                 "not raise it; a run that needs more asks for a budget "
+                                 "extension", field="budget_usd")
     if body.multitask_strategy == "interrupt":
         for run in store.thread_runs(thread_id):
             if run.status in ACTIVE:
                 await api.manager.cancel(run.id, wait=True)
     enqueue = body.multitask_strategy == "enqueue"
-    if body.command is not None and body.command.resume is not None:
+    if resuming:
+        assert body.command is not None
         # Decisions go through the approvals service: same RBAC, single use and audit.
         return await api.services.approvals.decide_resume(
             principal, thread_id, body.command.resume,
             api.manager if not enqueue else QueuedResume(api.manager))
-    if not principal.has("requester"):
-        raise Forbidden("starting a run needs role requester")
-    if body.input is None:
-        raise InvalidRequest("send input (a new task) or command.resume", field="input")
-    task = task_from_input(body.input)
     metadata = {**(body.metadata or {}), "multitask_strategy": body.multitask_strategy}
     if body.budget_usd is not None:
         metadata["budget_usd"] = body.budget_usd

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.api.deps import ID_PATTERN
 from app.errors import InvalidRequest
@@ -12,6 +13,17 @@ from app.errors import InvalidRequest
 StreamMode = Literal["values", "updates", "custom", "messages", "messages-tuple", "events",
                      "debug", "tasks", "checkpoints"]
 MAX_TASK_CHARS = 20_000
+MAX_METADATA_BYTES = 65_536
+
+
+def _bounded(value: Any) -> Any:
+    """Metadata and config are stored and returned with every read: keep them small."""
+    if value is not None and len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+        raise ValueError(f"at most {MAX_METADATA_BYTES} bytes as JSON")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_bounded)]
 
 
 class AssistantSearch(BaseModel):
@@ -27,14 +39,14 @@ class ThreadCreate(BaseModel):
     """``POST /threads``."""
 
     thread_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
 class ThreadSearch(BaseModel):
     """``POST /threads/search``."""
 
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=100_000)
@@ -59,8 +71,8 @@ class RunCreate(BaseModel):
     input: dict[str, Any] | None = None
     command: ResumeCommand | None = None
     stream_mode: StreamMode | list[StreamMode] = "values"
-    config: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    config: Metadata | None = None
+    metadata: Metadata | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
     if_not_exists: Literal["create", "reject"] = "reject"
     budget_usd: float | None = Field(default=None, gt=0, le=10_000)

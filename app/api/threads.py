@@ -7,13 +7,16 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.auth import PrincipalDep, Requester
-from app.api.deps import ApiDep, ThreadId
+from app.api.deps import Api, ApiDep, ThreadId
 from app.api.schemas import HistoryRequest, ThreadCreate, ThreadSearch
 from app.api.views import snapshot_of, state_json, thread_json
 from app.errors import Conflict
 from app.runner import new_thread_id
+from app.store import ThreadRow
 
 router = APIRouter(tags=["threads"])
+SEARCH_PAGE = 200
+SEARCH_SCAN = 5_000
 
 
 @router.post("/threads")
@@ -29,18 +32,42 @@ async def create_thread(body: ThreadCreate, api: ApiDep,
     return await thread_json(api, api.thread(thread_id, principal))
 
 
+def quick_status(api: Api, row: ThreadRow) -> str:
+    """The thread's status from the app tables alone (no checkpoint read)."""
+    if api.manager.thread_busy(row.id):
+        return "busy"
+    if api.services.store.thread_pending_approvals(row.id):
+        return "interrupted"
+    latest = api.services.store.latest_run(row.id)
+    return "error" if latest is not None and latest.status == "error" else "idle"
+
+
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, api: ApiDep,
                          principal: PrincipalDep) -> list[dict[str, Any]]:
-    """The tenant's threads, newest first, filtered by metadata and status."""
-    rows = api.services.store.search_threads(principal.tenant, limit=1000)
-    if body.metadata:
-        wanted = body.metadata.items()
-        rows = [r for r in rows if all(r.metadata.get(k) == v for k, v in wanted)]
-    out = [await thread_json(api, r) for r in rows]
-    if body.status:
-        out = [t for t in out if t["status"] == body.status]
-    return out[body.offset: body.offset + body.limit]
+    """The tenant's threads, newest first, filtered by metadata and status.
+
+    Pages through the tenant's threads by the (tenant, updated_at) index and stops as soon
+    as ``offset + limit`` match; only the threads returned are rendered in full. With
+    filters at most ``SEARCH_SCAN`` threads are looked at.
+    """
+    store = api.services.store
+    if not body.metadata and not body.status:
+        rows = store.search_threads(principal.tenant, limit=body.limit, offset=body.offset)
+        return [await thread_json(api, r) for r in rows]
+    wanted = (body.metadata or {}).items()
+    found: list[ThreadRow] = []
+    scanned = 0
+    while len(found) < body.offset + body.limit and scanned < SEARCH_SCAN:
+        page = store.search_threads(principal.tenant, limit=SEARCH_PAGE, offset=scanned)
+        scanned += len(page)
+        for r in page:
+            if all(r.metadata.get(k) == v for k, v in wanted) and (
+                    not body.status or quick_status(api, r) == body.status):
+                found.append(r)
+        if len(page) < SEARCH_PAGE:
+            break
+    return [await thread_json(api, r) for r in found[body.offset: body.offset + body.limit]]
 
 
 @router.get("/threads/{thread_id}")

@@ -30,9 +30,10 @@ class RuleConfig(BaseModel):
     when: str | None = None
     action: Action
     reason: str = ""
-    approver_group: str = "approvers"
+    approver_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,79}$")
     expires_in_s: int = Field(default=86_400, gt=0)
     admin_may_self_approve: bool = False
+    admin_override: bool = False  # a tenant admin outside approver_group may decide
 
     @field_validator("when")
     @classmethod

@@ -23,12 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPPORT_REFUND = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 SUPPORT_WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
 
-# Keys of the keyed server: tenant "acme" has one principal per role, tenant "globex" one user.
+# Keys of the keyed server: tenant "acme" has one principal per role (bob is in the groups
+# the test gate and the bundled refund rule name, carol in none), "ops" is the platform
+# operator, tenant "globex" has one user and one admin.
 KEYS = {
-    "alice": ("acme", ["requester"]),
-    "bob": ("acme", ["approver"]),
-    "root": ("acme", ["admin"]),
-    "eve": ("globex", ["requester", "approver"]),
+    "alice": ("acme", ["requester"], []),
+    "bob": ("acme", ["approver"], ["billing-leads", "support-leads"]),
+    "carol": ("acme", ["approver"], []),
+    "root": ("acme", ["admin"], []),
+    "ops": ("acme", ["operator"], []),
+    "eve": ("globex", ["requester", "approver"], ["billing-leads"]),
+    "gus": ("globex", ["admin"], []),
 }
 
 
@@ -101,8 +106,8 @@ class Server:
 
 
 def keyed_env() -> dict[str, str]:
-    keys = [{"name": n, "key_sha256": digest(key(n)), "tenant": t, "roles": r}
-            for n, (t, r) in KEYS.items()]
+    keys = [{"name": n, "key_sha256": digest(key(n)), "tenant": t, "roles": r, "groups": g}
+            for n, (t, r, g) in KEYS.items()]
     return {"FOREMAN_AUTH__API_KEYS": json.dumps(keys)}
 
 

@@ -44,6 +44,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str | None, bool]] = [
     ("GET", "/v1/runs/{R}/timeline", None, None, True),
     ("GET", "/v1/admin/killswitch", None, "alice", False),
     ("PUT", "/v1/admin/killswitch", {}, "alice", False),
+    ("GET", "/v1/platform/killswitch", None, "root", False),
+    ("PUT", "/v1/platform/killswitch", {}, "root", False),
     ("GET", "/metrics", None, "bob", False),
     ("GET", "/v1/approvals", None, "alice", False),
     ("GET", "/v1/approvals/{A}", None, "alice", True),
@@ -82,7 +84,30 @@ def _cases() -> list[Any]:
     return cases
 
 
-MATRIX = _cases()
+# Beyond the role: carol is an approver outside the group the pending approval needs; ops
+# holds only the operator role, which grants nothing inside a tenant.
+EXTRA: list[tuple[str, str, dict[str, Any] | None, str, int]] = [
+    ("POST", "/v1/approvals/{A}/decision", {"decision": "approve"}, "carol", 403),
+    ("POST", "/threads/{T}/runs/wait", RESUME_BODY, "carol", 403),
+    ("GET", "/v1/admin/killswitch", None, "ops", 403),
+    ("PUT", "/v1/admin/killswitch", {"paused": True}, "ops", 403),
+    ("GET", "/v1/approvals", None, "ops", 403),
+    ("POST", "/threads", {}, "ops", 403),
+    ("POST", "/v1/approvals/{A}/decision", {"decision": "approve"}, "ops", 403),
+    ("GET", "/v1/platform/killswitch", None, "ops", 200),
+    ("GET", "/metrics", None, "ops", 200),
+    ("GET", "/metrics", None, "root", 200),
+    ("GET", "/v1/admin/killswitch", None, "gus", 200),
+    ("GET", "/v1/approvals/{A}", None, "gus", 404),
+]
+
+
+def _extra_cases() -> list[Any]:
+    return [pytest.param(m, p, b, who, status, id=f"{m} {p} {who}")
+            for m, p, b, who, status in EXTRA]
+
+
+MATRIX = _cases() + _extra_cases()
 
 
 @pytest.mark.parametrize(("method", "path", "body", "who", "status"), MATRIX)
@@ -104,7 +129,7 @@ def test_auth_matrix_covers_every_route(settings: Settings) -> None:
               .replace("/support", "/{assistant_id}" if p.startswith("/assistants") else
                        "/{model}")) for m, p, *_ in ROUTES}
     assert served == named
-    assert len(MATRIX) == 94
+    assert len(MATRIX) == 100 + len(EXTRA)
 
 
 def test_auth_x_api_key_header_and_tenant_scoped_search(keyed_server: Server,
@@ -128,3 +153,30 @@ def test_auth_resume_needs_an_approver_other_than_the_requester(
     assert done.status_code == 200 and "refunded" in done.json()["final_answer"]
     assert again.status_code == 409
     assert '"decision": "approve", "by": "bob"' in events
+
+
+def test_auth_inbox_lists_what_the_principal_may_decide(keyed_server: Server) -> None:
+    with keyed_server.client("alice") as alice:
+        thread = alice.post("/threads", json={}).json()["thread_id"]
+        alice.post(f"/threads/{thread}/runs/wait", json={
+            "assistant_id": "support",
+            "input": {"messages": [{"role": "user", "content": SUPPORT_REFUND}]}})
+        (waiting,) = [i for t in alice.get(f"/threads/{thread}").json()["interrupts"].values()
+                      for i in t]
+    approval_id = waiting["value"]["approval_id"]
+    with keyed_server.client("bob") as bob, keyed_server.client("carol") as carol:
+        as_bob = {a["id"]: a for a in bob.get("/v1/approvals?status=pending").json()}
+        as_carol = {a["id"]: a for a in carol.get("/v1/approvals?status=pending").json()}
+        refused = carol.post(f"/v1/approvals/{approval_id}/decision",
+                             json={"decision": "approve"})
+        audit = bob.get("/v1/audit").json()
+        still = bob.get(f"/v1/approvals/{approval_id}").json()
+
+    assert as_bob[approval_id]["may_decide"] is True and as_bob[approval_id]["refusal"] is None
+    shown = as_carol[approval_id]
+    assert shown["may_decide"] is False and "billing-leads" in shown["refusal"]
+    assert shown["approver_group"] == "billing-leads"
+    assert refused.status_code == 403 and "billing-leads" in refused.json()["detail"]
+    assert [e["actor"] for e in audit if e["type"] == "approval_refused"
+            and e["data"]["approval_id"] == approval_id] == ["carol"]
+    assert still["status"] == "pending" and still["may_decide"] is True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import SUPPORT_REFUND, Server
+from tests.api.conftest import SUPPORT_REFUND, Server, key
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -66,3 +66,41 @@ def test_inbox_edit_and_approve_in_a_browser(inbox_server: Server) -> None:
             ("O-5002", 150.0)]
     finally:
         conn.close()
+
+
+def test_inbox_shows_what_the_signed_in_approver_may_not_decide_read_only(
+        keyed_server: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with keyed_server.client("alice") as alice:
+        thread = alice.post("/threads", json={}).json()["thread_id"]
+        alice.post(f"/threads/{thread}/runs/wait", json={
+            "assistant_id": "support",
+            "input": {"messages": [{"role": "user", "content": SUPPORT_REFUND}]}})
+        (waiting,) = [i for t in alice.get(f"/threads/{thread}").json()["interrupts"].values()
+                      for i in t]
+    approval_id = waiting["value"]["approval_id"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            page.goto(keyed_server.url + "/inbox")
+            page.locator("#apikey").fill(key("carol"))  # an approver outside billing-leads
+            page.locator("#savekey").click()
+            row = page.locator(f'tr[data-id="{approval_id}"]')
+            expect(row).to_contain_text("read-only: needs billing-leads")
+            row.click()
+            expect(page.locator("#readonly")).to_contain_text("needs approver group "
+                                                              "billing-leads")
+            expect(page.locator("#approve")).to_have_count(0)
+
+            page.locator("#apikey").fill(key("bob"))  # in the group
+            page.locator("#savekey").click()
+            expect(row).not_to_contain_text("read-only")
+            row.click()
+            expect(page.locator("#approve")).to_have_count(1)
+            expect(page.locator("#readonly")).to_have_count(0)
+        finally:
+            browser.close()

@@ -19,7 +19,8 @@ from graphs.ports import ModelRequest, ToolCall
 
 REFUND = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
-BOB = Principal("bob", "acme", frozenset({"approver"}))
+BOB = Principal("bob", "acme", frozenset({"approver"}),
+                groups=frozenset({"support-leads", "budget-owners"}))
 
 
 def reviewing(settings: Settings) -> Settings:

@@ -18,8 +18,9 @@ from app.settings import Settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 ALICE = Principal("alice", "acme", frozenset({"requester"}))
-BOB = Principal("bob", "acme", frozenset({"approver"}))
-CAROL = Principal("carol", "acme", frozenset({"approver"}))
+BOB = Principal("bob", "acme", frozenset({"approver"}),
+                groups=frozenset({"support-leads", "budget-owners"}))
+CAROL = Principal("carol", "acme", frozenset({"approver"}), groups=frozenset({"support-leads"}))
 ROOT = Principal("root", "acme", frozenset({"admin"}))
 EVE = Principal("eve", "globex", frozenset({"requester", "approver"}))
 
@@ -167,7 +168,8 @@ async def test_approvals_rbac_requester_tenant_and_role(svc: Services) -> None:
 
 async def test_approvals_admin_self_approval_only_where_the_rule_allows(
         policy_settings: Settings) -> None:
-    rules = [r.model_copy(update={"admin_may_self_approve": r.name == "refunds-over-50"})
+    rules = [r.model_copy(update={"admin_may_self_approve": r.name == "refunds-over-50",
+                                  "admin_override": r.name == "refunds-over-50"})
              for r in policy_settings.policy.rules]
     settings = policy_settings.model_copy(update={
         "policy": policy_settings.policy.model_copy(update={"rules": rules})})

@@ -19,7 +19,8 @@ from app.settings import Settings
 from app.store import Store
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
-BOB = Principal("bob", "acme", frozenset({"approver"}))
+BOB = Principal("bob", "acme", frozenset({"approver"}),
+                groups=frozenset({"support-leads", "budget-owners"}))
 
 
 async def test_audit_records_a_run_with_identities_and_hashes(policy_settings: Settings) -> None:

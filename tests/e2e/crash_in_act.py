@@ -39,7 +39,8 @@ async def main() -> None:
     async with open_services(load_settings()) as s:
         run = await s.runner.start(TASK, "support", tenant="acme", created_by="alice")
         print(run.thread_id, flush=True)
-        await s.approvals.decide(Principal("bob", "acme", frozenset({"approver"})),
+        await s.approvals.decide(Principal("bob", "acme", frozenset({"approver"}),
+                                           groups=frozenset({"support-leads"})),
                                  run.interrupts[0].value["approval_id"], "approve",
                                  InlineResume(s.runner))
 
