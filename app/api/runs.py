@@ -184,7 +184,8 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
     done = api.services.store.get_run(run.id)
     if done is None:
         raise NotFound(f"run {run.id} vanished")
-    if "values" in modes and done.status != "error" and (last, 8) > after:
+    if "values" in modes and (done.status != "error" or done.final_answer) and (
+            last, 8) > after:
         values = await wait_result(api, done)
         yield {"event": "values", "id": f"{last}.8", "data": json.dumps(values, default=str)}
     yield {"event": "end", "id": f"{last}.9", "data": "null"}
