@@ -99,9 +99,9 @@ def nothing_done_answer(task: str, stop_reason: str, results: list[StepResult],
                         notes: list[str]) -> str:
     """The final answer of a run in which no step completed, written without a model: it
     states no fact about the world, only what the record shows."""
-    lines = [f"Nothing was done: no step of the plan was completed "
-             f"({ENDINGS.get(stop_reason, stop_reason)}). Nothing was changed, and no fact "
-             "about the request was established."]
+    lines = [f"Nothing was done: no step of the plan was completed (stop reason "
+             f"{stop_reason}: {ENDINGS.get(stop_reason, stop_reason)}). Nothing was changed, "
+             "and no fact about the request was established."]
     if results:
         lines.append("What the agents reported:")
         lines.extend(f"- {r['agent']} ({r['step_id']}, {status_of(r)}): {r['summary'][:300]}"

@@ -25,7 +25,9 @@ TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them
 
 async def test_prune_finished_drops_specialist_checkpoints_and_keeps_the_root_history(
         settings: Settings) -> None:
-    kept = settings.model_copy(update={"prune_checkpoints": False})
+    # Its own data dir: the same refund again on one sandbox would be (rightly) refused.
+    kept = settings.model_copy(update={"prune_checkpoints": False,
+                                       "data_dir": settings.data_dir.parent / "kept"})
     async with open_services(kept) as s:
         await s.runner.start(TASK, "support", thread_id="t-full")
         full = await thread_size(s.runner.saver, "t-full")
