@@ -169,8 +169,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         update: dict[str, Any] = {"messages": new_messages(*added, assistant), **opened,
                                   "steps": steps + 1, "fresh_arg_errors": 0}
         reports = [c for c in calls if c["name"] == REPORT_TOOL]
-        if reports and len(calls) == 1:
-            return finish_with_tool(state, reports[0], update, runtime)
+        if reports and len(reports) == len(calls):
+            return finish_with_tool(state, reports[-1], update, runtime)
         if reports:
             # A report beside other calls would end the step before their results are seen.
             others = [c for c in calls if c["name"] != REPORT_TOOL]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.dispatch import auto_dispatch, ready_steps, resolve, unsettled
+from graphs.dispatch import auto_dispatch, done_ids, ready_steps, resolve, unsettled
 from graphs.ledger import ProgressLedgerOut
 from graphs.plan_check import normalise_id
 from graphs.state import NextStep, PlanStep, StepResult, TaskLedger
@@ -37,10 +37,12 @@ class Round:
 def blocking_evidence(results: list[StepResult]) -> list[str]:
     """What in the record shows the work is blocked: steps reported blocked or waiting for
     input, calls the policy denied or an approver rejected."""
-    found = [f"{r['agent']} reported step {r['step_id']} {status_of(r)}" for r in results
+    done = done_ids(results)
+    open_ = [r for r in results if r["step_id"] not in done]  # a later success clears it
+    found = [f"{r['agent']} reported step {r['step_id']} {status_of(r)}" for r in open_
              if status_of(r) in {"blocked", "needs_input"}]
     found += [f"{t['name']} was {t['refused']} ({r['agent']}, step {r['step_id']})"
-              for r in results for t in r["tools"] if t.get("refused") in {"denied", "rejected"}]
+              for r in open_ for t in r["tools"] if t.get("refused") in {"denied", "rejected"}]
     return found
 
 

@@ -78,8 +78,7 @@ def rounds_behaviour(steps: int, agents: list[str], *, chained: bool = True) -> 
                 return ProviderReply(content=None, tool_calls=[ToolCall(
                     id=f"call_{request.call_key}", name=tool, arguments=json.dumps(args))])
             user = next(str(m.get("content")) for m in request.messages if m["role"] == "user")
-            return ProviderReply(content=f"DONE: {user.lower()} - nothing unusual found; "
-                                         "no records changed.")
+            return ProviderReply(content=f"DONE: {user.lower()} - nothing unusual found.")
         return None
 
     return behaviour
