@@ -6,7 +6,7 @@ UV := $(HOME)/.local/bin/uv
 endif
 ARGS ?=
 
-.PHONY: setup browser serve test eval lint fmt run-demo bench clean
+.PHONY: setup browser serve test eval lint fmt run-demo bench verify clean
 
 # uv comes from PyPI; --break-system-packages only matters on a distro-managed Python.
 $(UV):
@@ -49,6 +49,14 @@ run-demo: setup
 # A few minutes on 2 cores: prints the table and writes bench-results.json (docs/benchmarks.md).
 bench: setup
 	@$(UV) run --frozen python -m evals.bench $(ARGS)
+
+# The full verification sweeps (docs/reliability.md); `make test` runs a slice of each.
+verify: setup browser
+	@rm -f .verify-results.jsonl
+	@FOREMAN_VERIFY_SCALE=full FOREMAN_VERIFY_RESULTS=$(CURDIR)/.verify-results.jsonl \
+		$(UV) run --frozen pytest tests/verify tests/api/test_schemathesis.py -q $(ARGS); \
+		rc=$$?; $(UV) run --frozen python -m tests.verify.report .verify-results.jsonl \
+		docs/reliability.md || rc=1; exit $$rc
 
 clean:
 	rm -rf .foreman .venv eval-report

@@ -28,7 +28,6 @@ from app.store import ApprovalRow, RunRow, Store
 from graphs.approval import parse_decision
 from graphs.ledger import TaskLedgerOut
 from graphs.ports import GateAction, GateRequest, PolicyGate
-from tools.catalog import ALL_TOOLS
 from tools.spec import args_sha256
 
 log = logging.getLogger(__name__)
@@ -186,7 +185,7 @@ class ApprovalService:
                     args.get("ledger", args)).model_dump()}
             except ValidationError as e:
                 raise _invalid(e, "args.ledger") from e
-        spec = ALL_TOOLS.get(row.action)
+        spec = self.runner.registry.find(row.action)
         if spec is None:
             raise InvalidRequest(f"unknown tool {row.action}", field="args")
         try:

@@ -151,14 +151,39 @@ def respond(approval_id: IdArg,
 
 
 @audit_app.command("verify")
-def verify(config: ConfigOpt = None) -> None:
+def verify(config: ConfigOpt = None,
+           anchor: Annotated[Path | None, typer.Option(
+               "--anchor", help="Heads saved earlier by `foreman audit head`.")] = None) -> None:
     """Recompute every tenant's hash chain; exit 1 at the first broken entry."""
+    from app.audit import Head
+
+    anchors: dict[str, Head] | None = None
+    if anchor is not None:
+        try:
+            saved = json.loads(anchor.read_text())
+            anchors = {t: Head(t, int(h["seq"]), str(h["hash"])) for t, h in saved.items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            typer.echo(f"foreman audit verify: {anchor}: not a file of audit heads ({e})",
+                       err=True)
+            raise typer.Exit(2) from e
 
     async def work(s: Services) -> Any:
-        return s.store.verify_audit()
+        return s.store.verify_audit(anchors=anchors)
 
     result = _with_services(config, work)
     typer.echo(json.dumps({"ok": result.ok, "entries": result.entries,
                            "first_bad_entry": result.first_bad_entry,
                            "tenant": result.tenant}))
     raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("head")
+def head(config: ConfigOpt = None) -> None:
+    """Print each tenant's newest entry as JSON: keep it outside the database as an anchor."""
+
+    async def work(s: Services) -> Any:
+        return s.store.audit_heads()
+
+    heads = _with_services(config, work)
+    typer.echo(json.dumps({t: {"seq": h.seq, "hash": h.hash} for t, h in heads.items()},
+                          sort_keys=True))

@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.db import Cursor, Database
+from app.logs import trace_id_var
 from app.redact import redact
 from tools.spec import args_sha256
 
@@ -73,6 +74,15 @@ _KEEP: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class Head:
+    """A tenant's newest entry at some moment: an anchor to check the chain against later."""
+
+    tenant: str
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
 class Verification:
     """The result of checking a tenant's chain."""
 
@@ -95,6 +105,9 @@ def audit_entry(type: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
             out["shadow"] = True
     if type == "tool_called" and "args_sha256" not in out and "args" in data:
         out["args_sha256"] = args_sha256(data["args"])
+    trace_id = trace_id_var.get()
+    if trace_id:
+        out["trace_id"] = trace_id
     return dict(redact(out))
 
 
@@ -149,21 +162,45 @@ class AuditLog:
         rows = self.db.query(sql + " ORDER BY seq LIMIT ?", (*params, limit))
         return [{**r, "data": json.loads(r["data"])} for r in rows]
 
-    def verify_audit(self, tenant: str | None = None) -> Verification:
-        """Recompute every chain (or one tenant's); the first entry that does not hold."""
+    def audit_heads(self) -> dict[str, Head]:
+        """Each tenant's newest entry, to be kept outside the database as an anchor."""
+        rows = self.db.query("SELECT a.tenant, a.seq, a.hash FROM audit_log a JOIN"
+                             " (SELECT tenant, MAX(seq) AS seq FROM audit_log GROUP BY tenant) m"
+                             " ON a.tenant = m.tenant AND a.seq = m.seq ORDER BY a.tenant")
+        return {r["tenant"]: Head(r["tenant"], int(r["seq"]), r["hash"]) for r in rows}
+
+    def verify_audit(self, tenant: str | None = None,
+                     anchors: Mapping[str, Head] | None = None) -> Verification:
+        """Recompute every chain (or one tenant's); the first entry that does not hold.
+
+        With ``anchors`` (heads saved earlier, outside the database) a chain must still
+        hold each anchored entry unchanged, which catches truncation and a rewritten
+        suffix up to the newest anchor.
+        """
         sql = "SELECT * FROM audit_log"
         params: tuple[Any, ...] = ()
         if tenant is not None:
             sql, params = sql + " WHERE tenant = ?", (tenant,)
-        rows = self.db.query(sql + " ORDER BY tenant, seq", params)
-        prev: dict[str, tuple[int, str]] = {}
-        for r in rows:
-            t = r["tenant"]
-            last_seq, last_hash = prev.get(t, (0, GENESIS))
-            expected = entry_hash(last_hash, t, int(r["seq"]), float(r["ts"]), r["run_id"],
-                                  r["type"], r["actor"], r["data"])
-            if (int(r["seq"]) != last_seq + 1 or r["prev_hash"] != last_hash
-                    or r["hash"] != expected):
-                return Verification(False, len(rows), int(r["seq"]), t)
-            prev[t] = (int(r["seq"]), r["hash"])
-        return Verification(True, len(rows))
+            anchors = {t: h for t, h in (anchors or {}).items() if t == tenant}
+        return verify_chain(self.db.query(sql + " ORDER BY tenant, seq", params), anchors)
+
+
+def verify_chain(rows: Sequence[Mapping[str, Any]],
+                 anchors: Mapping[str, Head] | None = None) -> Verification:
+    """Check rows ordered by (tenant, seq): sequence, links and hashes, then the anchors."""
+    prev: dict[str, tuple[int, str]] = {}
+    seen: dict[tuple[str, int], str] = {}
+    for r in rows:
+        t = r["tenant"]
+        last_seq, last_hash = prev.get(t, (0, GENESIS))
+        expected = entry_hash(last_hash, t, int(r["seq"]), float(r["ts"]), r["run_id"],
+                              r["type"], r["actor"], r["data"])
+        if int(r["seq"]) != last_seq + 1 or r["prev_hash"] != last_hash or r["hash"] != expected:
+            return Verification(False, len(rows), int(r["seq"]), t)
+        prev[t] = (int(r["seq"]), r["hash"])
+        seen[(t, int(r["seq"]))] = r["hash"]
+    for head in sorted((anchors or {}).values(), key=lambda h: h.tenant):
+        if seen.get((head.tenant, head.seq)) != head.hash:
+            # The anchored entry is gone or differs: history up to it was cut or rewritten.
+            return Verification(False, len(rows), head.seq, head.tenant)
+    return Verification(True, len(rows))

@@ -13,6 +13,7 @@ import typer
 
 from app.approvals_cli import approvals_app, audit_app
 from app.kb_cli import kb_app
+from app.tools_cli import init, tools_app
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +29,8 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(audit_app, name="audit")
+app.add_typer(tools_app, name="tools")
+app.command("init")(init)
 
 # The names of app.settings.PolicyName, repeated so --help needs no pydantic import.
 POLICIES = ("routed", "all-small", "all-large")
@@ -79,6 +82,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                f"LangGraph threads/runs at {base}/threads, health {base}/healthz)")
     typer.echo(f"Inbox: {base}/inbox   Docs: {base}/docs   Metrics: {base}/metrics")
     typer.echo(f"Storage: {_storage_line(settings)}")
+    if settings.tools.mcp:
+        typer.echo("MCP servers: " + ", ".join(f"{m.name} ({m.url or ' '.join(m.command or [])})"
+                                               for m in settings.tools.mcp)
+                   + f" - connecting; status at {base}/readyz")
     typer.echo("Auth: LOCAL DEV MODE - no API keys configured; loopback only, every caller "
                "is a local admin" if keyring.local_mode
                else f"Auth: {len(settings.auth.api_keys)} API keys")
@@ -93,8 +100,10 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     uvicorn.run(boot, host=host, port=port, log_config=None, access_log=False,
                 log_level="info")
     if boot.failed is not None:
-        typer.echo(f"foreman: could not start: {boot.failed}", err=True)
-        raise typer.Exit(1)
+        bad_config = isinstance(boot.failed, ConfigError)
+        typer.echo(f"foreman: {'bad config' if bad_config else 'could not start'}: "
+                   f"{boot.failed}", err=True)
+        raise typer.Exit(2 if bad_config else 1)
 
 
 def _storage_line(settings: Settings) -> str:
@@ -137,8 +146,14 @@ def run(task: Annotated[str | None, typer.Argument(help="What the team should do
     if policy is not None:
         settings = settings.with_policy(cast("PolicyName", policy))
     console = Console(stderr=False, highlight=False)
-    result = asyncio.run(_run(settings, console, task, team, resume, no_input, quiet,
-                              budget_usd, shadow))
+    from app.errors import ConfigError
+
+    try:
+        result = asyncio.run(_run(settings, console, task, team, resume, no_input, quiet,
+                                  budget_usd, shadow))
+    except ConfigError as e:  # e.g. an MCP server's tools do not match the teams' lists
+        typer.echo(f"foreman: bad config: {e}", err=True)
+        raise typer.Exit(2) from e
     raise typer.Exit(0 if result.status in {"success", "interrupted"} else 1)
 
 
@@ -227,7 +242,9 @@ def _report(console: Console, result: RunResult) -> None:
 
 
 @app.command("eval")
-def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")] = None,
+def eval_(suite: Annotated[Path | None, typer.Option(
+              "--suite", "--scenarios", help="Scenario directory (a project's scenarios/).")
+          ] = None,
           policy: Annotated[list[str] | None, typer.Option(
               help="Routing policy to evaluate (repeatable; default: all three).")] = None,
           seeds: Annotated[int, typer.Option(min=1, max=16, help="Seeded variants per run.")] = 4,
@@ -237,12 +254,15 @@ def eval_(suite: Annotated[Path | None, typer.Option(help="Scenario directory.")
           workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
           update_baseline: Annotated[bool, typer.Option(
               "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
-          ) -> None:
+          config: ConfigOpt = None) -> None:
     """Run the offline eval suite, write reports and fail when the baseline gate fails."""
     bad = [p for p in policy or [] if p not in POLICIES]
     if bad:
         typer.echo(f"foreman eval: --policy must be one of {', '.join(POLICIES)}", err=True)
         raise typer.Exit(2)
+    if config is not None:  # a project's own teams, tools and playbooks (worker processes too)
+        _settings(config)
+        os.environ["FOREMAN_EVAL_CONFIG"] = str(config.resolve())
     from evals.cli import run_eval
 
     raise typer.Exit(run_eval(suite, cast("list[PolicyName]", policy) or None, seeds, report,

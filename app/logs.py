@@ -11,6 +11,8 @@ from app.redact import redact_text
 
 run_id_var: ContextVar[str | None] = ContextVar("run_id", default=None)
 thread_id_var: ContextVar[str | None] = ContextVar("thread_id", default=None)
+# The OpenTelemetry trace of the run or request (set only while tracing is on).
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 # Extras worth keeping; anything else a caller attaches is dropped rather than risk PII.
 _EXTRAS = ("run_id", "thread_id", "tenant", "tool", "status", "method", "path", "duration_ms")
@@ -30,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", None) or run_id_var.get(),
             "thread_id": getattr(record, "thread_id", None) or thread_id_var.get(),
         }
+        trace_id = trace_id_var.get()
+        if trace_id:
+            out["trace_id"] = trace_id
         for key in _EXTRAS[2:]:
             if hasattr(record, key):
                 out[key] = getattr(record, key)

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -20,16 +19,19 @@ from langgraph.types import Command, Overwrite
 from app.checkpoint import prune_finished
 from app.errors import NotFound, RunStateError
 from app.events import Listener, RunEvents, SystemClock
-from app.executor import SandboxExecutor
+from app.executor import LedgerExecutor
 from app.knowledge.runtime import KnowledgeRuntime, LazyKnowledge, TenantMemory
 from app.llm.journal import Journal
 from app.llm.router import Router
 from app.settings import Settings
 from app.store import RunRow, Store
 from app.teams import team_spec
+from app.telemetry import traced
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import PolicyGate, RunContext
 from graphs.views import ENDINGS
+from tools.registry import ToolRegistry
+from tools.spec import Secrets
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +80,16 @@ class Runner:
     """Compiles one graph per team with the checkpointer and runs threads on it."""
 
     def __init__(self, settings: Settings, store: Store, saver: BaseCheckpointSaver[Any],
-                 router: Router, gate: PolicyGate, sandbox_path: Path, *,
-                 knowledge: KnowledgeRuntime | None = None) -> None:
+                 router: Router, gate: PolicyGate, registry: ToolRegistry, *,
+                 knowledge: KnowledgeRuntime | None = None,
+                 secrets: Secrets | None = None) -> None:
         self.settings = settings
         self.store = store
         self.saver = saver
         self.router = router
         self.gate = gate
-        self.sandbox_path = sandbox_path
+        self.registry = registry
+        self.secrets = secrets
         self.knowledge = knowledge
         self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._limits: dict[str, int] = {}
@@ -94,7 +98,7 @@ class Runner:
         """The compiled graph of a team (built once)."""
         if team not in self._graphs:
             # Built once: the team spec reads its agents' prompt files.
-            spec = team_spec(self.settings, team)
+            spec = team_spec(self.settings, team, self.registry)
             self._graphs[team] = build_graph(spec).compile(checkpointer=self.saver)
             self._limits[team] = recursion_limit(spec)
         return self._graphs[team]
@@ -185,13 +189,15 @@ class Runner:
         kb = self.knowledge
         shadow = bool(run and run.metadata.get("mode") == "shadow")
         journal = Journal(self.store, run_id, thread_id, tenant)
-        context = RunContext(
+        context = traced(RunContext(
             router=self.router.for_run(journal, events, run.budget_usd if run else None),
-            tools=SandboxExecutor(self.store, self.sandbox_path, tenant=tenant,
-                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow),
+            tools=LedgerExecutor(self.store, self.registry, tenant=tenant,
+                                 knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
+                                 run_id=run_id, principal=(run.created_by or "") if run else "",
+                                 secrets=self.secrets),
             gate=self.gate, events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
-            shadow=shadow)
+            shadow=shadow), run_id, thread_id, team, events)
         self.store.update_run(run_id, status="running")
         try:
             await graph.ainvoke(payload, config, context=context, durability="sync")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app import telemetry
 from app.approvals import ApprovalService
 from app.checkpoint import open_saver
 from app.db import open_database
+from app.errors import ConfigError
 from app.killswitch import KillSwitch, KillSwitchGate
 from app.knowledge.embed import Embedder, make_embedder
 from app.knowledge.runtime import KnowledgeRuntime
 from app.llm.litellm_provider import LiteLLMProvider
+from app.llm.playbook import PlaybookError, use_playbooks
 from app.llm.provider import Provider
 from app.llm.router import Router, is_offline
 from app.llm.scripted import ScriptedProvider
@@ -22,12 +26,13 @@ from app.policy.gate import PolicyEngine
 from app.runner import Runner
 from app.settings import Settings
 from app.store import Store
+from app.tooling.toolbox import Toolbox, open_toolbox
 from graphs.ports import PolicyGate
+from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from app.knowledge.store import KnowledgeStore
     from app.memory import ChromaMemory
-from tools import sandbox
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,16 @@ class Services:
     runner: Runner
     router: Router
     offline: bool
-    sandbox_path: Path
+    sandbox_path: Path  # the demo pack's database (data_dir/sandbox.db when not loaded)
     kb: KnowledgeRuntime
     switch: KillSwitch
     approvals: ApprovalService
+    toolbox: Toolbox
+
+    @property
+    def registry(self) -> ToolRegistry:
+        """Every tool this process can run."""
+        return self.toolbox.registry
 
     @property
     def knowledge(self) -> KnowledgeStore:
@@ -67,8 +78,15 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     """
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    sandbox_path = data_dir / "sandbox.db"
-    sandbox.ensure(sandbox_path)
+    try:
+        use_playbooks([settings.project_path(p) for p in settings.offline_world.playbooks])
+    except PlaybookError as e:
+        raise ConfigError(f"{settings.source}: offline.playbooks: {e}") from e
+    # MCP servers' processes take seconds to start: they connect while the rest opens.
+    connecting = asyncio.create_task(open_toolbox(settings), name="open-toolbox")
+    for _ in range(5):  # let the connects spawn their processes before the sync work below
+        await asyncio.sleep(0)
+    toolbox: Toolbox | None = None
     pool = settings.storage
     store = Store(open_database(settings.database_url, data_dir / "foreman.db",
                                 pool.pool_min_size, pool.pool_max_size,
@@ -82,17 +100,38 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
         "litellm": LiteLLMProvider(),
     }
     router = Router(settings, providers, offline, store)
+    telemetry.configure(settings)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
                           embedder or make_embedder(settings.knowledge))
     try:
         async with open_saver(settings.database_url, data_dir, pool.pool_min_size,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:
+            toolbox = await connecting
+            demo = toolbox.registry.source_settings("pack:demo")
+            sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
             policy = gate or PolicyEngine(settings.policy, settings.source)
             checked = KillSwitchGate(policy, switch)
-            runner = Runner(settings, store, saver, router, checked, sandbox_path, knowledge=kb)
+            runner = Runner(settings, store, saver, router, checked, toolbox.registry,
+                            knowledge=kb, secrets=toolbox.secrets)
             approvals = ApprovalService(settings, store, runner, checked)
             yield Services(settings, store, runner, router, offline, sandbox_path, kb, switch,
-                           approvals)
+                           approvals, toolbox)
     finally:
         await kb.aclose()  # notes still queued behind the last runs get written
+        if toolbox is None:
+            await _discard(connecting)
+        else:
+            await toolbox.aclose()
+        telemetry.shutdown()
         store.close()
+
+
+async def _discard(connecting: asyncio.Task[Toolbox]) -> None:
+    """Stop a toolbox that is still connecting, or close it if it got there."""
+    if not connecting.done():
+        connecting.cancel()
+    try:
+        box = await connecting
+    except (Exception, asyncio.CancelledError):  # cancelled or failed: nothing left open
+        return
+    await box.aclose()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.errors import ConfigError
 from app.policy.rules import PolicyConfig
+from app.tooling.config import OfflineConfig, ToolsConfig
 from app.validate import check_settings
 
 DEFAULT_CONFIG = "foreman.yaml"
@@ -232,6 +234,51 @@ class RunsConfig(BaseModel):
     approval_sweep_s: float = Field(default=5.0, gt=0)  # how often expiries are checked
 
 
+class TelemetryConfig(BaseModel):
+    """OpenTelemetry traces (also on whenever ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
+
+    enabled: bool = False
+    capture_content: bool = False  # prompts, responses, tool arguments/results (redacted)
+    service_name: str = "foreman"
+
+
+WebhookEvent = Literal["run.completed", "run.failed", "run.cancelled", "run.interrupted",
+                       "approval.expired"]
+
+
+class WebhookSubscription(BaseModel):
+    """A tenant's standing subscription: these events of its runs go to ``url``."""
+
+    tenant: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(max_length=2048)
+    events: list[WebhookEvent] = Field(default_factory=list)  # empty: every event
+    secret_env: str | None = None  # signs this subscription instead of the shared secret
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use secret_env")
+        return url
+
+
+class WebhooksConfig(BaseModel):
+    """Signed webhook deliveries (Standard Webhooks) with retries."""
+
+    # The env var holding the signing secret; unset: a secret kept in the data dir.
+    secret_env: str = "FOREMAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+    subscriptions: list[WebhookSubscription] = Field(default_factory=list)
+    allow_private_targets: bool = False  # run-body URLs on loopback / private addresses
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    backoff_s: float = Field(default=2.0, gt=0)
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     """Everything Foreman is configured with. Build it with :func:`load_settings`."""
 
@@ -258,6 +305,11 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runs: RunsConfig = Field(default_factory=RunsConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    # The file's `offline:` mapping (the bool above is FOREMAN_OFFLINE); see load_settings.
+    offline_world: OfflineConfig = Field(default_factory=OfflineConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -283,6 +335,16 @@ class Settings(BaseSettings):
         return self.model_copy(
             update={"routing": self.routing.model_copy(update={"policy": policy})}
         )
+
+    @property
+    def project_dir(self) -> Path:
+        """The folder relative paths in the config file resolve against."""
+        return (self.config_path.parent if self.config_path else Path()).resolve()
+
+    def project_path(self, relative: str | Path) -> Path:
+        """A path from the config file, resolved against the project folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.project_dir / path
 
     @property
     def source(self) -> str:
@@ -317,6 +379,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
     chosen = Path(path or os.environ.get("FOREMAN_CONFIG") or DEFAULT_CONFIG)
     data = _read_yaml(chosen)
     data["config_path"] = chosen
+    offline = data.get("offline")
+    if isinstance(offline, dict):  # `offline: {enabled?, playbooks}` is the project's world
+        offline = dict(offline)
+        if "enabled" in offline:
+            data["offline"] = offline.pop("enabled")
+        else:
+            data.pop("offline")
+        data["offline_world"] = offline
+    data_dir = data.get("data_dir")
+    if isinstance(data_dir, str) and not Path(data_dir).expanduser().is_absolute():
+        data["data_dir"] = chosen.parent / data_dir  # relative to the file, not the shell
     try:
         settings = Settings(**data)
     except ValidationError as e:

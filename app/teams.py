@@ -5,12 +5,25 @@ from __future__ import annotations
 import prompts
 from app.errors import ConfigError
 from app.settings import Settings
+from app.tooling.toolbox import agent_tools
 from graphs.team import AgentSpec, Limits, TeamSpec
-from tools.catalog import get_tool
+from tools.registry import ToolRegistry
 
 
-def team_spec(settings: Settings, name: str) -> TeamSpec:
-    """The runnable team called ``name``; ``ConfigError`` if there is none."""
+def read_prompt(settings: Settings, name: str) -> str:
+    """An agent's prompt: a file of the project (relative to foreman.yaml) or a bundled one."""
+    own = settings.project_path(name)
+    if own.is_file():
+        return own.read_text(encoding="utf-8").strip()
+    return prompts.read(name)
+
+
+def team_spec(settings: Settings, name: str, registry: ToolRegistry) -> TeamSpec:
+    """The runnable team called ``name``; ``ConfigError`` if there is none.
+
+    Agents' tool lists may hold globs (``crm.*``); a name whose tool is not in the
+    registry (its MCP server is down) is left off the agent's tools.
+    """
     team = settings.teams.get(name)
     if team is None:
         raise ConfigError(f"no team named {name!r}; teams: {', '.join(settings.teams)}")
@@ -18,8 +31,8 @@ def team_spec(settings: Settings, name: str) -> TeamSpec:
         AgentSpec(
             name=a.name,
             description=a.description,
-            instructions=prompts.read(a.prompt),
-            tools=tuple(get_tool(t) for t in a.tools),
+            instructions=read_prompt(settings, a.prompt),
+            tools=tuple(registry.get(t) for t in agent_tools(registry, a.tools)),
             model_role=a.model_role,
         )
         for a in team.agents

@@ -24,6 +24,7 @@ from app.settings import FallbackConfig, ModelEntry, Settings
 from evals.behaviours import Script
 from evals.scenario import Fault
 from graphs.ports import ModelRequest
+from tools.registry import ToolRegistry
 from tools.spec import ToolContext, ToolSpec
 
 API_BASE = "http://llm.test/v1"
@@ -134,7 +135,7 @@ class _Raising:
             self.left -= 1
             self.raised += 1
             raise RuntimeError(f"injected failure in {self.spec.name}")
-        return self.spec.func(ctx, args)
+        return self.spec.run(ctx, args)
 
 
 @contextmanager
@@ -146,18 +147,18 @@ def raising_tools(faults: list[Fault]) -> Iterator[dict[str, _Raising]]:
     if not wanted:
         yield {}
         return
-    original = executor.get_tool  # type: ignore[attr-defined]
+    original = executor.resolve_tool
     hooks: dict[str, _Raising] = {}
 
-    def get_tool(name: str) -> ToolSpec:
-        spec = original(name)
+    def resolve_tool(registry: ToolRegistry, name: str) -> ToolSpec:
+        spec = original(registry, name)
         if name not in wanted:
             return spec
         hook = hooks.setdefault(name, _Raising(spec, wanted[name]))
         return replace(spec, func=hook)
 
-    executor.get_tool = get_tool  # type: ignore[attr-defined]
+    executor.resolve_tool = resolve_tool
     try:
         yield hooks
     finally:
-        executor.get_tool = original  # type: ignore[attr-defined]
+        executor.resolve_tool = original

@@ -121,7 +121,7 @@ async def run_scenario(scenario: Scenario, policy: PolicyName, seed: int, workdi
     from app.services import open_services
 
     offline_env()
-    base = base or load_settings(ROOT / "foreman.yaml")
+    base = base or load_settings(os.environ.get("FOREMAN_EVAL_CONFIG") or ROOT / "foreman.yaml")
     data = workdir / f"{scenario.id}.{policy}.{seed}"
     shutil.rmtree(data, ignore_errors=True)
     settings = configure(base, scenario, policy, data)

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from evals.scenario import Call, Fixture, Scenario, StateCheck
 from tools import sandbox
 from tools.catalog import get_tool
-from tools.spec import ToolContext, ToolError
+from tools.demo import context as demo_context
+from tools.spec import ToolError
 
 Snapshot = dict[str, dict[str, dict[str, Any]]]
 """table → primary key → row."""
@@ -122,7 +123,7 @@ def replay(db: Path, actions: list[Call], key: str = "gold") -> list[dict[str, A
             results.append({"skipped": True})
             continue
         spec = get_tool(action.tool)
-        ctx = ToolContext(db_path=str(db), idempotency_key=f"{key}:{i}")
+        ctx = demo_context(db, f"{key}:{i}")
         try:
             data = spec.run(ctx, spec.validate(resolve(action.args, context)))
         except (ToolError, ValidationError) as e:  # a failed call writes nothing

@@ -18,8 +18,8 @@ class AgentSpec:
     model_role: str = "specialist"
 
     def tool(self, name: str) -> ToolSpec | None:
-        """The allowed tool of that name, or None when it is not on this agent's list."""
-        return next((t for t in self.tools if t.name == name), None)
+        """The allowed tool of that name (or wire name), or None when it is not on the list."""
+        return next((t for t in self.tools if name in (t.name, t.wire_name)), None)
 
 
 @dataclass(frozen=True)

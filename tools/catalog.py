@@ -1,11 +1,19 @@
-"""The registry of every bundled tool, by name."""
+"""The bundled tools by name: the ``demo`` pack plus the built-in ``search_knowledge``.
+
+A running Foreman resolves tools through its ``ToolRegistry`` (bundled tools, packs and
+MCP servers); this index serves code that only ever needs the bundled ones.
+"""
 
 from __future__ import annotations
 
-from tools.incident import INCIDENT_TOOLS
+from dataclasses import replace
+
+from tools.demo import PACK as DEMO_PACK
 from tools.knowledge import KNOWLEDGE_TOOLS
 from tools.spec import ToolSpec
-from tools.support import SUPPORT_TOOLS
+
+BUILTIN_TOOLS: tuple[ToolSpec, ...] = KNOWLEDGE_TOOLS
+"""Tools every Foreman has, whatever packs are configured."""
 
 
 def _index(specs: tuple[ToolSpec, ...]) -> dict[str, ToolSpec]:
@@ -17,11 +25,12 @@ def _index(specs: tuple[ToolSpec, ...]) -> dict[str, ToolSpec]:
     return out
 
 
-ALL_TOOLS: dict[str, ToolSpec] = _index(SUPPORT_TOOLS + INCIDENT_TOOLS + KNOWLEDGE_TOOLS)
+ALL_TOOLS: dict[str, ToolSpec] = _index(
+    tuple(replace(s, source="pack:demo") for s in DEMO_PACK.tools) + BUILTIN_TOOLS)
 
 
 def get_tool(name: str) -> ToolSpec:
-    """The tool called ``name``; raises ``KeyError`` if there is none."""
+    """The bundled tool called ``name``; raises ``KeyError`` if there is none."""
     try:
         return ALL_TOOLS[name]
     except KeyError:
@@ -29,5 +38,5 @@ def get_tool(name: str) -> ToolSpec:
 
 
 def tool_names() -> list[str]:
-    """Every tool name, in registration order."""
+    """Every bundled tool name, in registration order."""
     return list(ALL_TOOLS)

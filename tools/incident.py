@@ -15,6 +15,7 @@ from tools.records import (
     reading,
     require_key,
     result,
+    sandbox_db,
     stored,
     utc_now,
     writing,
@@ -90,7 +91,7 @@ def _incident(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any]:
 
 def get_service_status(ctx: ToolContext, args: ServiceArgs) -> dict[str, Any]:
     """A service's health, version, open incidents and remediations so far."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         service = _public(_service(conn, args.service))
         incidents = conn.execute(
             "SELECT id, severity, status, summary, created_at FROM incidents "
@@ -109,7 +110,7 @@ def get_service_status(ctx: ToolContext, args: ServiceArgs) -> dict[str, Any]:
 
 def list_services(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
     """Every service with its environment and health."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         rows = conn.execute(
             "SELECT name, environment, status, replicas, version, error_rate, p95_latency_ms "
             "FROM services ORDER BY name"
@@ -119,7 +120,7 @@ def list_services(ctx: ToolContext, args: NoArgs) -> dict[str, Any]:
 
 def get_runbook(ctx: ToolContext, args: ServiceArgs) -> dict[str, Any]:
     """The runbooks written for one service."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         _service(conn, args.service)
         rows = conn.execute(
             "SELECT id, title, body FROM runbooks WHERE service = ? ORDER BY id",
@@ -131,7 +132,7 @@ def get_runbook(ctx: ToolContext, args: ServiceArgs) -> dict[str, Any]:
 def open_incident(ctx: ToolContext, args: OpenIncidentArgs) -> dict[str, Any]:
     """Open a new incident against a service."""
     key = require_key(ctx.idempotency_key)
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "incidents", key)
         if prior is not None:
             return result(prior, replayed=True)
@@ -155,7 +156,7 @@ def open_incident(ctx: ToolContext, args: OpenIncidentArgs) -> dict[str, Any]:
 def post_incident_update(ctx: ToolContext, args: IncidentUpdateArgs) -> dict[str, Any]:
     """Post a stakeholder update on an incident, optionally changing its status."""
     key = require_key(ctx.idempotency_key)
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "incident_updates", key)
         if prior is None:
             _incident(conn, args.incident_id)
@@ -194,7 +195,7 @@ def _remediate(
 ) -> dict[str, Any]:
     """Run one remediation once per idempotency key and record it."""
     key = require_key(ctx.idempotency_key)
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "remediations", key)
         if prior is None:
             detail = apply(conn, _service(conn, service_name))

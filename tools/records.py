@@ -18,6 +18,14 @@ KEYED_TABLES = frozenset(
 )
 
 
+def sandbox_db(ctx: ToolContext) -> str:
+    """The sandbox database of a demo tool's call, from the demo pack's settings."""
+    try:
+        return str(ctx.settings["db_path"])
+    except KeyError:
+        raise RuntimeError("the demo pack is not set up: no db_path in its settings") from None
+
+
 def utc_now() -> str:
     """Current time as an ISO-8601 UTC string."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -109,7 +117,7 @@ def keyed_lookup(table: str) -> Reconciler:
     _check_table(table)
 
     def reconcile(ctx: ToolContext) -> dict[str, Any] | None:
-        with reading(ctx.db_path) as conn:
+        with reading(sandbox_db(ctx)) as conn:
             row = find_by_key(conn, table, ctx.idempotency_key)
         return result(row, replayed=True) if row is not None else None
 

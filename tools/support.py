@@ -14,6 +14,7 @@ from tools.records import (
     reading,
     require_key,
     result,
+    sandbox_db,
     stored,
     utc_now,
     writing,
@@ -104,13 +105,13 @@ def _refunded_total(conn: sqlite3.Connection, order_id: str) -> float:
 
 def lookup_customer(ctx: ToolContext, args: CustomerArgs) -> dict[str, Any]:
     """One customer's profile."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         return _customer(conn, args.customer_id)
 
 
 def lookup_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
     """One order with its payments, duplicate-charge check and refunds so far."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         order = _order(conn, args.order_id)
         payments = [
             dict(r)
@@ -145,7 +146,7 @@ def lookup_order(ctx: ToolContext, args: OrderArgs) -> dict[str, Any]:
 
 def list_orders(ctx: ToolContext, args: CustomerArgs) -> dict[str, Any]:
     """All orders of one customer."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         _customer(conn, args.customer_id)
         rows = conn.execute(
             "SELECT id, item, amount_usd, status, shipped_at FROM orders "
@@ -157,7 +158,7 @@ def list_orders(ctx: ToolContext, args: CustomerArgs) -> dict[str, Any]:
 
 def get_ticket(ctx: ToolContext, args: TicketArgs) -> dict[str, Any]:
     """One ticket with its update history."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         ticket = _ticket(conn, args.ticket_id)
         updates = conn.execute(
             "SELECT id, status, note, created_at FROM ticket_updates "
@@ -170,7 +171,7 @@ def get_ticket(ctx: ToolContext, args: TicketArgs) -> dict[str, Any]:
 
 def find_tickets(ctx: ToolContext, args: CustomerArgs) -> dict[str, Any]:
     """All tickets of one customer."""
-    with reading(ctx.db_path) as conn:
+    with reading(sandbox_db(ctx)) as conn:
         _customer(conn, args.customer_id)
         rows = conn.execute(
             "SELECT id, order_id, subject, status FROM tickets WHERE customer_id = ? ORDER BY id",
@@ -185,7 +186,7 @@ def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
     # Re-checked here because callers may build args without validation.
     if args.amount_usd <= 0:
         raise ToolError("refund amount must be positive")
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "refunds", key)
         if prior is not None:
             return result(prior, replayed=True)
@@ -211,7 +212,7 @@ def issue_refund(ctx: ToolContext, args: RefundArgs) -> dict[str, Any]:
 def send_email(ctx: ToolContext, args: EmailArgs) -> dict[str, Any]:
     """Queue an email to a customer's address on file."""
     key = require_key(ctx.idempotency_key)
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "outbox", key)
         if prior is not None:
             return result(prior, replayed=True)
@@ -237,7 +238,7 @@ def send_email(ctx: ToolContext, args: EmailArgs) -> dict[str, Any]:
 def update_ticket(ctx: ToolContext, args: UpdateTicketArgs) -> dict[str, Any]:
     """Set a ticket's status and append a note to its history."""
     key = require_key(ctx.idempotency_key)
-    with writing(ctx.db_path) as conn:
+    with writing(sandbox_db(ctx)) as conn:
         prior = find_by_key(conn, "ticket_updates", key)
         if prior is None:
             ticket = _ticket(conn, args.ticket_id)

@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 from app.api.auth import Admin
 from app.api.deps import ApiDep
 from app.errors import InvalidRequest
-from tools.catalog import tool_names
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ async def set_killswitch(body: KillSwitchUpdate, api: ApiDep, principal: Admin) 
     """Flip switches; a disabled tool is denied by the policy gate from its next call."""
     switch = api.services.switch
     if body.disabled_tools is not None:
-        unknown = sorted(set(body.disabled_tools) - set(tool_names()))
+        unknown = sorted(set(body.disabled_tools) - set(api.services.registry.names()))
         if unknown:
             raise InvalidRequest(f"unknown tools: {', '.join(unknown)}", field="disabled_tools")
         switch.disabled_tools = set(body.disabled_tools)

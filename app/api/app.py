@@ -17,6 +17,7 @@ from app.api import (
     assistants,
     audit,
     chat,
+    console,
     errors,
     events,
     health,
@@ -32,6 +33,8 @@ from app.metrics import Metrics
 from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
+from app.telemetry import TraceContext
+from app.webhooks import Webhooks, check_secrets
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class Timing:
 def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
     """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
+    check_secrets(settings)  # so does a webhook subscription's missing secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,13 +84,17 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
             recovered = manager.recover()
             sweeper = asyncio.create_task(
                 manager.sweep_forever(settings.runs.approval_sweep_s), name="approval-sweeper")
+            hooks = Webhooks(settings, services.store)
+            dispatcher = asyncio.create_task(hooks.run_forever(), name="webhooks")
             log.info("foreman api ready", extra={
                 "status": f"recovered={len(recovered)} expired={len(expired)}"})
             try:
                 yield
             finally:
                 sweeper.cancel()
+                dispatcher.cancel()
                 await manager.close()
+                await hooks.aclose()
 
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "
@@ -94,8 +102,9 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
     errors.install(app)
 
     app.add_middleware(Timing)
+    app.add_middleware(TraceContext)
 
     for module in (health, metrics, chat, assistants, threads, runs, events, admin, approvals,
-                   audit, inbox):
+                   audit, inbox, console):
         app.include_router(module.router)
     return app

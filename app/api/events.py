@@ -25,7 +25,8 @@ POLL_S = 1.0  # also picks up events written by another process (Postgres)
 SEND_TIMEOUT_S = 30.0
 
 
-async def follow(api: Api, run_id: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def follow(api: Api, run_id: str, after: int = 0,
+                 poll_s: float = POLL_S) -> AsyncIterator[dict[str, Any]]:
     """Stored events of a run after ``after``, then live ones until the run stops."""
     store = api.services.store
     while True:
@@ -42,7 +43,7 @@ async def follow(api: Api, run_id: str, after: int = 0) -> AsyncIterator[dict[st
                 yield event
             return
         with suppress(TimeoutError):
-            await asyncio.wait_for(waiter.wait(), POLL_S)
+            await asyncio.wait_for(waiter.wait(), poll_s)
 
 
 def parse_event_id(value: str | None) -> tuple[int, int]:

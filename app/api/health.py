@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 router = APIRouter(tags=["ops"])
@@ -14,9 +16,16 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, response: Response) -> dict[str, str]:
-    """200 once storage, checkpointer and run manager are open; 503 until then."""
-    if getattr(request.app.state, "api", None) is None:
+async def readyz(request: Request, response: Response) -> dict[str, Any]:
+    """200 once storage, checkpointer and run manager are open; 503 until then.
+
+    ``mcp`` gives each configured MCP server's status (a server that is down does not make
+    Foreman unready: its tools answer with a clear error until it is back).
+    """
+    api = getattr(request.app.state, "api", None)
+    if api is None:
+        response.headers["Retry-After"] = "1"
         response.status_code = 503
         return {"status": "starting"}
-    return {"status": "ready"}
+    servers = {s.name: s.status for s in api.services.toolbox.servers()}
+    return {"status": "ready", **({"mcp": servers} if servers else {})}

@@ -18,6 +18,7 @@ from app.api.views import run_json, wait_result
 from app.errors import Forbidden, InvalidRequest, NotFound
 from app.run_manager import RunManager
 from app.store import ACTIVE, RunRow
+from app.webhooks import check_url
 
 router = APIRouter(tags=["runs"])
 
@@ -53,6 +54,9 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     metadata = {**(body.metadata or {}), "multitask_strategy": body.multitask_strategy}
     if body.budget_usd is not None:
         metadata["budget_usd"] = body.budget_usd
+    if body.webhook is not None:
+        metadata["webhook"] = check_url(body.webhook, allow_private=api.services.settings
+                                        .webhooks.allow_private_targets)
     return api.manager.start(task=task, team=team, thread_id=thread_id,
                              tenant=principal.tenant, created_by=principal.name,
                              metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow")

@@ -65,6 +65,7 @@ class RunCreate(BaseModel):
     if_not_exists: Literal["create", "reject"] = "reject"
     budget_usd: float | None = Field(default=None, gt=0, le=10_000)
     mode: Literal["live", "shadow"] = "live"
+    webhook: str | None = Field(default=None, max_length=2048)  # told when the run ends
 
     def modes(self) -> list[str]:
         """Stream modes as a list."""

@@ -1,4 +1,4 @@
-"""Playbooks: the scripted offline models' knowledge of the bundled demo tasks."""
+"""Playbooks: the scripted offline models' knowledge of the demo tasks and a project's own."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
 
@@ -59,14 +59,51 @@ class Playbook(BaseModel):
         return next((s for s in self.steps if s.id == step_id), None)
 
 
+class PlaybookError(ValueError):
+    """A project playbook file that cannot be read or does not fit the format."""
+
+
+def _load_file(path: Path) -> list[Playbook]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        items = raw if isinstance(raw, list) else [raw]
+        return [Playbook.model_validate(p) for p in items]
+    except (OSError, yaml.YAMLError, ValidationError) as e:
+        raise PlaybookError(f"{path}: {str(e).splitlines()[0]}") from e
+
+
 @lru_cache(maxsize=1)
-def playbooks() -> tuple[Playbook, ...]:
-    """All bundled playbooks."""
+def _bundled() -> tuple[Playbook, ...]:
     found: list[Playbook] = []
     for path in sorted(PLAYBOOK_DIR.glob("*.yaml")):
-        found.extend(Playbook.model_validate(p)
-                     for p in yaml.safe_load(path.read_text(encoding="utf-8")))
+        found.extend(_load_file(path))
     return tuple(found)
+
+
+_project: tuple[Playbook, ...] = ()
+
+
+def load_playbooks(paths: list[Path]) -> tuple[Playbook, ...]:
+    """Playbooks from files and folders (``*.yaml``/``*.yml``); ``PlaybookError`` names the file."""
+    found: list[Playbook] = []
+    for path in paths:
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            raise PlaybookError(f"{path}: no *.yaml playbook files in this folder")
+        for f in files:
+            found.extend(_load_file(f))
+    return tuple(found)
+
+
+def use_playbooks(paths: list[Path]) -> None:
+    """Make a project's playbooks known to the scripted models (ahead of the bundled ones)."""
+    global _project
+    _project = load_playbooks(paths)
+
+
+def playbooks() -> tuple[Playbook, ...]:
+    """The project's playbooks, then the bundled ones."""
+    return _project + _bundled()
 
 
 def for_task(task: str) -> Playbook | None:

@@ -7,6 +7,7 @@ start-up; a rule that does not compile stops the process with the rule's name.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -57,8 +58,10 @@ class CompiledRule:
     def matches_target(self, tool: str, agent: str, team: str, tenant: str) -> bool:
         """Whether the rule's tool/agent/team/tenant lists admit this call."""
         c = self.config
+        if c.tools and not any(t == tool or fnmatch.fnmatchcase(tool, t) for t in c.tools):
+            return False  # tool entries may be globs (crm.*)
         return all(not allowed or value in allowed for allowed, value in (
-            (c.tools, tool), (c.agents, agent), (c.teams, team), (c.tenants, tenant)))
+            (c.agents, agent), (c.teams, team), (c.tenants, tenant)))
 
 
 def compile_policy(policy: PolicyConfig, source: str) -> list[CompiledRule]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from evals.bench.report import show, write
 from evals.bench.stats import Row
 
-FIGURES = ("1", "2", "3", "4", "5", "6", "7")
+FIGURES = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
 
 
 def _args() -> argparse.Namespace:
@@ -44,6 +44,14 @@ async def _run(only: set[str], config: Path | None, workdir: Path, reps: int) ->
         from evals.bench.coldstart import coldstart_figures
 
         rows += await coldstart_figures(config, workdir, reps)
+    if only & {"8", "9"}:
+        from evals.bench.mcp import mcp_figures
+
+        rows += [r for r in await mcp_figures(workdir, reps) if r.figure.split()[0] in only]
+    if "10" in only:
+        from evals.bench.tracing import tracing_figures
+
+        rows += await tracing_figures(config, workdir, reps)
     return rows
 
 

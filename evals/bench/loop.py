@@ -55,7 +55,7 @@ class Samples:
 
 def _runner(services: Services, settings: Settings, saver: Any) -> Runner:
     r = services.runner
-    return Runner(settings, services.store, saver, r.router, r.gate, r.sandbox_path,
+    return Runner(settings, services.store, saver, r.router, r.gate, r.registry,
                   knowledge=r.knowledge)
 
 

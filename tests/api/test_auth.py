@@ -39,6 +39,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str | None, bool]] = [
     ("GET", "/threads/{T}/runs/{R}/stream", None, None, True),
     ("POST", "/threads/{T}/runs/{R}/cancel", None, "bob", True),
     ("GET", "/v1/runs/{R}/events", None, None, True),
+    ("GET", "/v1/runs", None, None, False),
+    ("GET", "/v1/runs/{R}", None, None, True),
+    ("GET", "/v1/runs/{R}/timeline", None, None, True),
     ("GET", "/v1/admin/killswitch", None, "alice", False),
     ("PUT", "/v1/admin/killswitch", {}, "alice", False),
     ("GET", "/metrics", None, "bob", False),
@@ -101,7 +104,7 @@ def test_auth_matrix_covers_every_route(settings: Settings) -> None:
               .replace("/support", "/{assistant_id}" if p.startswith("/assistants") else
                        "/{model}")) for m, p, *_ in ROUTES}
     assert served == named
-    assert len(MATRIX) == 86
+    assert len(MATRIX) == 94
 
 
 def test_auth_x_api_key_header_and_tenant_scoped_search(keyed_server: Server,

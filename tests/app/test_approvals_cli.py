@@ -60,6 +60,18 @@ def test_cli_no_input_then_approvals_edit_and_audit_verify(tmp_path: Path) -> No
     verified = cli("audit", "verify", data=tmp_path)
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
 
+    heads = json.loads(cli("audit", "head", data=tmp_path).stdout)
+    anchor = tmp_path / "heads.json"
+    anchor.write_text(json.dumps(heads))
+    assert cli("audit", "verify", "--anchor", str(anchor), data=tmp_path).returncode == 0
+    (tenant, head), = heads.items()
+    anchor.write_text(json.dumps({tenant: {**head, "hash": "0" * 64}}))
+    forged = cli("audit", "verify", "--anchor", str(anchor), data=tmp_path)
+    assert forged.returncode == 1
+    assert json.loads(forged.stdout)["first_bad_entry"] == head["seq"]
+    anchor.write_text("not json")
+    assert cli("audit", "verify", "--anchor", str(anchor), data=tmp_path).returncode == 2
+
 
 def test_cli_run_asks_at_the_prompt_and_reject_is_recorded(tmp_path: Path) -> None:
     out = cli("run", TASK, data=tmp_path, stdin="reject\nwrong customer\n")

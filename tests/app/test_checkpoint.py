@@ -216,7 +216,7 @@ async def test_a_thread_checkpointed_uncompressed_resumes_on_the_compressing_sav
     async with open_services(settings, gate=RefundNeedsApproval()) as s, \
             sqlite_saver(settings.data_dir / "checkpoints.db", compress=False) as plain:
         r = s.runner
-        old = Runner(settings, s.store, plain, r.router, r.gate, r.sandbox_path,
+        old = Runner(settings, s.store, plain, r.router, r.gate, r.registry,
                      knowledge=r.knowledge)
         paused = await old.start(TASK, "support")
         (pending,) = paused.interrupts

@@ -9,21 +9,23 @@ from typing import Any
 import pytest
 
 from app.db import SqliteDatabase
-from app.executor import SandboxExecutor
+from app.executor import LedgerExecutor
 from app.store import Store
 from graphs.ports import ToolInvocation
+from tests.fakes import demo_registry
 from tools import catalog, sandbox
-from tools.spec import ToolContext, args_sha256
+from tools.demo import context as demo_context
+from tools.spec import args_sha256
 
 REFUND = {"order_id": "O-5002", "amount_usd": 189.0, "reason": "broken"}
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> tuple[Store, Path, SandboxExecutor]:
+def parts(tmp_path: Path) -> tuple[Store, Path, LedgerExecutor]:
     store = Store(SqliteDatabase(tmp_path / "foreman.db"))
     box = tmp_path / "sandbox.db"
     sandbox.reset(box)
-    return store, box, SandboxExecutor(store, box)
+    return store, box, LedgerExecutor(store, demo_registry(box))
 
 
 def invocation(key: str = "t-1:call_1", tool: str = "issue_refund",
@@ -54,7 +56,7 @@ async def test_executor_started_write_that_landed_is_adopted_not_rerun(parts: An
     # A crash between the sandbox commit and the ledger's DONE: the write landed.
     store.tool_started("t-1:call_1", "t-1", "billing", "issue_refund", args_sha256(REFUND))
     spec = catalog.get_tool("issue_refund")
-    spec.run(ToolContext(str(box), "t-1:call_1"), spec.validate(REFUND))
+    spec.run(demo_context(box, "t-1:call_1"), spec.validate(REFUND))
 
     outcome = await executor.execute(invocation())
 
@@ -77,7 +79,7 @@ async def test_executor_unverifiable_write_is_escalated_not_rerun(
         parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     store, box, executor = parts
     blind = dataclasses.replace(catalog.get_tool("issue_refund"), reconcile=None)
-    monkeypatch.setitem(catalog.ALL_TOOLS, "issue_refund", blind)
+    monkeypatch.setitem(executor.registry._specs, "issue_refund", blind)
     store.tool_started("t-1:call_1", "t-1", "billing", "issue_refund", args_sha256(REFUND))
 
     outcome = await executor.execute(invocation())

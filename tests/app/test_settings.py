@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -67,3 +68,20 @@ def test_settings_bad_config_names_file_key_and_reason(tmp_path: Path, mutate: o
 def test_settings_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_settings_project_paths_resolve_against_the_config_folder(tmp_path: Path,
+                                                                  monkeypatch: Any) -> None:
+    from app.project.init import init_project
+    from app.teams import read_prompt
+
+    init_project(tmp_path / "desk", "blank")
+    monkeypatch.chdir(tmp_path)  # somewhere else than the project
+    monkeypatch.delenv("FOREMAN_DATA_DIR", raising=False)
+    monkeypatch.delenv("FOREMAN_OFFLINE", raising=False)
+    s = load_settings(Path("desk") / "foreman.yaml")
+    assert s.data_dir.resolve() == (tmp_path / "desk" / ".foreman").resolve()
+    assert s.offline is False and s.offline_world.playbooks == ["playbooks/"]
+    assert s.project_path("playbooks/").resolve() == (tmp_path / "desk" / "playbooks").resolve()
+    assert read_prompt(s, "prompts/agent.md").startswith("You are the help desk agent")
+    assert read_prompt(s, "agents/support/billing.md")  # bundled prompts stay available

@@ -17,7 +17,7 @@ from app.approvals import InlineResume
 from app.services import open_services
 from app.settings import load_settings
 from tests.fakes import HashingEmbedder
-from tools import catalog
+from tools import demo
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 
@@ -29,9 +29,10 @@ def die_after_write(ctx: Any, args: Any) -> Any:
 
 # The test process resumes with the same fast test embedder.
 app.services.make_embedder = lambda config: HashingEmbedder()  # type: ignore[assignment]
-original = catalog.ALL_TOOLS["issue_refund"].func
-catalog.ALL_TOOLS["issue_refund"] = dataclasses.replace(catalog.ALL_TOOLS["issue_refund"],
-                                                        func=die_after_write)
+original = next(t for t in demo.PACK.tools if t.name == "issue_refund").func
+demo.PACK = dataclasses.replace(demo.PACK, tools=tuple(
+    dataclasses.replace(t, func=die_after_write) if t.name == "issue_refund" else t
+    for t in demo.PACK.tools))
 
 
 async def main() -> None:

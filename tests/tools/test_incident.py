@@ -10,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from tools.catalog import get_tool
+from tools.demo import context as demo_context
+from tools.records import sandbox_db
 from tools.sandbox import connect, reset
 from tools.spec import ToolContext, ToolError
 
@@ -18,7 +20,7 @@ def _ctx(tmp_path: Path, key: str = "thread-1:call-1") -> ToolContext:
     path = tmp_path / "sandbox.db"
     if not path.exists():
         reset(path)
-    return ToolContext(db_path=str(path), idempotency_key=key)
+    return demo_context(str(path), key)
 
 
 def _call(ctx: ToolContext, name: str, **args: Any) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def _call(ctx: ToolContext, name: str, **args: Any) -> dict[str, Any]:
 
 
 def _rows(ctx: ToolContext, sql: str, *params: object) -> list[sqlite3.Row]:
-    conn = connect(ctx.db_path)
+    conn = connect(sandbox_db(ctx))
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -98,7 +100,7 @@ def test_open_incident_bad_severity_raises_validation_error() -> None:
 def test_post_incident_update_writes_row_and_sets_status(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:open")
     inc = _call(ctx, "open_incident", service="checkout-api", severity="sev2", summary="5xx spike")
-    upd = ToolContext(db_path=ctx.db_path, idempotency_key="t:upd")
+    upd = demo_context(sandbox_db(ctx), "t:upd")
     out = _call(
         upd, "post_incident_update", incident_id=inc["id"], message="Restarted.", status="mitigated"
     )
@@ -111,7 +113,7 @@ def test_post_incident_update_writes_row_and_sets_status(tmp_path: Path) -> None
 def test_post_incident_update_without_status_keeps_status(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:open")
     inc = _call(ctx, "open_incident", service="search-api", severity="sev3", summary="errors up")
-    upd = ToolContext(db_path=ctx.db_path, idempotency_key="t:upd")
+    upd = demo_context(sandbox_db(ctx), "t:upd")
     out = _call(upd, "post_incident_update", incident_id=inc["id"], message="Investigating.")
     assert out["status"] is None and out["incident"]["status"] == "open"
 
@@ -119,7 +121,7 @@ def test_post_incident_update_without_status_keeps_status(tmp_path: Path) -> Non
 def test_post_incident_update_same_key_replays(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:open")
     inc = _call(ctx, "open_incident", service="search-api", severity="sev3", summary="errors up")
-    upd = ToolContext(db_path=ctx.db_path, idempotency_key="t:upd")
+    upd = demo_context(sandbox_db(ctx), "t:upd")
     _call(upd, "post_incident_update", incident_id=inc["id"], message="Looking.")
     again = _call(upd, "post_incident_update", incident_id=inc["id"], message="Looking.")
     assert again["replayed"] is True
@@ -205,7 +207,7 @@ def test_rollback_service_without_previous_version_raises(tmp_path: Path) -> Non
 def test_rollback_service_twice_raises(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:rb1")
     _call(ctx, "rollback_service", service="search-api")
-    second = ToolContext(db_path=ctx.db_path, idempotency_key="t:rb2")
+    second = demo_context(sandbox_db(ctx), "t:rb2")
     with pytest.raises(ToolError, match="no previous version"):
         _call(second, "rollback_service", service="search-api")
     assert _service(ctx, "search-api")["version"] == "v2.3.0"

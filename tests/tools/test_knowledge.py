@@ -25,7 +25,7 @@ class _Store:
 
 
 def _ctx(store: _Store | None, tenant: str) -> ToolContext:
-    return ToolContext(db_path="unused", idempotency_key="k", tenant=tenant, knowledge=store)
+    return ToolContext(idempotency_key="k", tenant=tenant, knowledge=store)
 
 
 def test_search_knowledge_returns_citations_and_scores() -> None:

@@ -11,6 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from tools.catalog import get_tool
+from tools.demo import context as demo_context
+from tools.records import sandbox_db
 from tools.sandbox import connect, reset
 from tools.spec import ToolContext, ToolError
 
@@ -19,7 +21,7 @@ def _ctx(tmp_path: Path, key: str = "thread-1:call-1") -> ToolContext:
     path = tmp_path / "sandbox.db"
     if not path.exists():
         reset(path)
-    return ToolContext(db_path=str(path), idempotency_key=key)
+    return demo_context(str(path), key)
 
 
 def _call(ctx: ToolContext, name: str, **args: Any) -> dict[str, Any]:
@@ -28,7 +30,7 @@ def _call(ctx: ToolContext, name: str, **args: Any) -> dict[str, Any]:
 
 
 def _rows(ctx: ToolContext, sql: str, *params: object) -> list[sqlite3.Row]:
-    conn = connect(ctx.db_path)
+    conn = connect(sandbox_db(ctx))
     try:
         return conn.execute(sql, params).fetchall()
     finally:
@@ -108,7 +110,7 @@ def test_issue_refund_same_key_replays(tmp_path: Path) -> None:
 def test_issue_refund_over_remaining_raises_and_writes_nothing(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:a")
     _call(ctx, "issue_refund", order_id="O-5001", amount_usd=20.0, reason="partial")
-    later = ToolContext(db_path=ctx.db_path, idempotency_key="t:b")
+    later = demo_context(sandbox_db(ctx), "t:b")
     with pytest.raises(ToolError, match=r"exceeds the 4\.00 USD left"):
         _call(later, "issue_refund", order_id="O-5001", amount_usd=5.0, reason="more")
     assert len(_rows(ctx, "SELECT id FROM refunds")) == 1
@@ -182,7 +184,7 @@ def test_send_email_empty_body_raises_validation_error() -> None:
 def test_update_ticket_sets_status_and_appends_note(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, key="t:u1")
     _call(ctx, "update_ticket", ticket_id="T-9003", status="pending", note="Refund issued.")
-    second = ToolContext(db_path=ctx.db_path, idempotency_key="t:u2")
+    second = demo_context(sandbox_db(ctx), "t:u2")
     out = _call(second, "update_ticket", ticket_id="T-9003", status="closed", note="Confirmed.")
     assert out["ticket"]["status"] == "closed"
     row = _rows(ctx, "SELECT status, notes FROM tickets WHERE id = 'T-9003'")[0]

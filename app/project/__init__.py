@@ -1,0 +1,1 @@
+"""A Foreman project folder: templates that ``foreman init`` writes."""

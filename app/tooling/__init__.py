@@ -1,0 +1,1 @@
+"""Tools beyond the bundled ones: packs, MCP servers, the registry built from them."""

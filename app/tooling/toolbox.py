@@ -1,0 +1,121 @@
+"""The process's tools: bundled, packs and MCP servers, built once at start into a registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from app.errors import ConfigError
+from app.tooling.mcp_client import McpConnection, ServerInfo
+from app.tooling.mcp_tools import tool_specs
+from app.tooling.packs import static_registry
+from app.tooling.secrets import EnvFileSecrets
+from tools.registry import DuplicateTool, ToolRegistry
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Toolbox:
+    """The registry plus the live MCP connections behind some of its tools."""
+
+    registry: ToolRegistry
+    secrets: EnvFileSecrets
+    connections: list[McpConnection] = field(default_factory=list)
+
+    def servers(self) -> list[ServerInfo]:
+        """Each MCP server's status, in config order."""
+        return [c.info() for c in self.connections]
+
+    async def aclose(self) -> None:
+        """Close every MCP session (stdio servers' processes end with them)."""
+        await asyncio.gather(*(c.close() for c in self.connections), return_exceptions=True)
+
+
+async def open_toolbox(settings: Settings) -> Toolbox:
+    """Load packs, connect every MCP server concurrently, check the teams' tool lists.
+
+    A server that cannot connect is reported (``servers()``) and its tools are missing;
+    ``required: true`` on it makes that a ``ConfigError`` instead.
+    """
+    reg = static_registry(settings)
+    box = Toolbox(reg, EnvFileSecrets(settings.project_dir),
+                  [McpConnection(c, settings.project_dir) for c in settings.tools.mcp])
+    await asyncio.gather(*(c.connect() for c in box.connections))
+    try:
+        for i, conn in enumerate(box.connections):
+            where = f"{settings.source}: tools.mcp.{i}"
+            if conn.status != "connected":
+                if conn.config.required:
+                    raise ConfigError(f"{where}: server {conn.config.name!r} is unreachable "
+                                      f"({conn.error})")
+                continue
+            log.info("mcp server connected", extra={"server": conn.config.name,
+                                                    "tools": len(conn.tools)})
+            try:
+                reg.add_all(tool_specs(conn), f"mcp:{conn.config.name}")
+            except (DuplicateTool, ValueError) as e:
+                raise ConfigError(f"{where}: {e}") from e
+        check_tools(settings, box)
+    except BaseException:
+        await box.aclose()
+        raise
+    return box
+
+
+def down_servers(box: Toolbox) -> set[str]:
+    """Names of configured servers that are not connected."""
+    return {c.config.name for c in box.connections if c.status != "connected"}
+
+
+def check_tools(settings: Settings, box: Toolbox) -> None:
+    """Every agent's tool names and globs, policy rule tools and disabled tools resolve.
+
+    Names under a server that is down are let through (the agent gets a clear error when
+    it calls them); a glob or name that matches nothing anywhere else is a ``ConfigError``.
+    """
+    from graphs.ports import BUDGET_ACTION
+
+    reg, down = box.registry, down_servers(box)
+    servers = {m.name for m in settings.tools.mcp}
+    src = settings.source
+
+    def resolve(pattern: str, where: str) -> None:
+        if reg.expand(pattern) or pattern == BUDGET_ACTION:
+            return
+        prefix = pattern.split(".", 1)[0] if "." in pattern else None
+        if prefix is not None and prefix not in servers and not any(
+                n.startswith(prefix + ".") for n in reg.names()):
+            raise ConfigError(f"{where}: unknown MCP server {prefix!r} in {pattern!r}")
+        if prefix in down:
+            return
+        if any(ch in pattern for ch in "*?["):
+            raise ConfigError(f"{where}: glob {pattern!r} matches no tool")
+        raise ConfigError(f"{where}: unknown tool {pattern!r}")
+
+    for team_name, team in settings.teams.items():
+        for i, agent in enumerate(team.agents):
+            for tool in agent.tools:
+                resolve(tool, f"{src}: teams.{team_name}.agents.{i}.tools")
+    for i, rule in enumerate(settings.policy.rules):
+        for tool in rule.tools:
+            resolve(tool, f"{src}: policy.rules.{i} ({rule.name}).tools")
+    for tool in settings.runs.disabled_tools:
+        if any(ch in tool for ch in "*?["):
+            raise ConfigError(f"{src}: runs.disabled_tools: name tools exactly, not {tool!r}")
+        resolve(tool, f"{src}: runs.disabled_tools")
+
+
+def agent_tools(registry: ToolRegistry, patterns: list[str]) -> list[str]:
+    """An allow-list's names and globs expanded to tool names (first mention wins order)."""
+    out: list[str] = []
+    for pattern in patterns:
+        for name in registry.expand(pattern):
+            if name not in out:
+                out.append(name)
+    return out

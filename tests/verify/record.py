@@ -1,0 +1,27 @@
+"""Shared by the verification sweeps: how many cases to run, and where to report them.
+
+`make test` runs each sweep's fast slice; `make verify` sets ``FOREMAN_VERIFY_SCALE=full``
+and ``FOREMAN_VERIFY_RESULTS`` (a JSON-lines file that tests/verify/report.py turns into
+docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def scale(*, fast: int, full: int) -> int:
+    """The case count for this run: ``full`` under `make verify`, else ``fast``."""
+    return full if os.environ.get("FOREMAN_VERIFY_SCALE") == "full" else fast
+
+
+def record(test: str, cases: int, failures: int, proves: str) -> None:
+    """Append one sweep's figures to the results file, when one is set."""
+    target = os.environ.get("FOREMAN_VERIFY_RESULTS")
+    if not target:
+        return
+    line = {"test": test, "cases": cases, "failures": failures, "proves": proves}
+    with Path(target).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
