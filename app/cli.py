@@ -258,9 +258,12 @@ def _report(console: Console, result: RunResult) -> None:
                           f"{p.value.get('policy_rule')}). Decide it with: foreman approvals "
                           f"approve {aid} | reject {aid} --reason TEXT | edit {aid} --args "
                           "JSON (or in the inbox at /inbox)")
-    elif result.status == "error":
+    elif result.status == "error" and result.final_answer is None:
         console.print(f"[red]Run failed: {result.error}[/red] (continue with "
                       f"foreman run --resume {result.thread_id})")
+    elif result.status == "error":  # finished, but without doing its task
+        console.print(f"[red]Not done ({result.stop_reason}):[/red] {result.error}")
+        console.print(result.final_answer, markup=False)
     else:
         console.print(f"[bold]Final answer[/bold] ({result.stop_reason}):")
         console.print(result.final_answer or "", markup=False)

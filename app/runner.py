@@ -34,6 +34,7 @@ from app.teams import team_spec
 from app.telemetry import traced
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import PolicyGate, RunContext
+from graphs.views import ENDINGS
 from tools.registry import ToolRegistry
 from tools.spec import Secrets
 
@@ -72,7 +73,7 @@ class RunResult:
 
     run_id: str
     thread_id: str
-    status: str  # success | interrupted | error
+    status: str  # success (task done) | interrupted | error (failed or not done)
     final_answer: str | None = None
     stop_reason: str | None = None
     cost_usd: float = 0.0
@@ -172,7 +173,7 @@ class Runner:
         run = self.store.get_run(run_id) if run_id else self.store.latest_run(thread_id)
         if run is None or run.thread_id != thread_id:
             raise NotFound(f"no run on thread {thread_id!r}")
-        if run.status == "success":
+        if run.status == "success" or (run.status == "error" and run.stop_reason):
             raise RunStateError(f"run {run.id} on thread {thread_id} already finished")
         store = self.claimed(run, claim)
         events = RunEvents(store, run.id, listeners)
@@ -239,15 +240,23 @@ class Runner:
         answer, reason = values.get("final_answer"), values.get("stop_reason")
         if shadow:
             answer = (answer or "") + shadow_report(self.store.events(run_id, 0, 100_000))
-        store.update_run(run_id, status="success", final_answer=answer, stop_reason=reason)
+        status, error = outcome(reason)
+        store.update_run(run_id, status=status, final_answer=answer, stop_reason=reason,
+                         error=error)
         if self.settings.prune_checkpoints:
             await prune_finished(self.saver, thread_id)
-        events.emit("run_completed", {
-            "final_answer": answer, "stop_reason": reason, "cost_usd": totals.cost_usd,
-            "usage": {"model_calls": totals.calls, "prompt_tokens": totals.prompt_tokens,
-                      "completion_tokens": totals.completion_tokens}})
-        return RunResult(run_id, thread_id, "success", final_answer=answer, stop_reason=reason,
-                         cost_usd=totals.cost_usd, model_calls=totals.calls)
+        usage = {"model_calls": totals.calls, "prompt_tokens": totals.prompt_tokens,
+                 "completion_tokens": totals.completion_tokens}
+        if error is None:
+            events.emit("run_completed", {
+                "final_answer": answer, "stop_reason": reason, "cost_usd": totals.cost_usd,
+                "usage": usage})
+        else:
+            events.emit("run_failed", {"reason": error, "stop_reason": reason,
+                                       "final_answer": answer, "cost_usd": totals.cost_usd,
+                                       "usage": usage})
+        return RunResult(run_id, thread_id, status, final_answer=answer, stop_reason=reason,
+                         cost_usd=totals.cost_usd, model_calls=totals.calls, error=error)
 
     def _record_pause(self, store: Store, run: RunRow, pending: list[Interrupt],
                       values: Mapping[str, Any], cost_usd: float, events: RunEvents) -> None:
@@ -283,6 +292,15 @@ class Runner:
         totals = self.store.totals(run_id)
         return RunResult(run_id, thread_id, "error", cost_usd=totals.cost_usd,
                          model_calls=totals.calls, error=reason)
+
+
+def outcome(stop_reason: str | None) -> tuple[str, str | None]:
+    """A finished run's status and error: ``success`` only when its task was done (stop
+    reason ``satisfied``); any other ending is ``error``, saying how it ended."""
+    if stop_reason == "satisfied":
+        return "success", None
+    reason = stop_reason or "unknown"
+    return "error", f"the run ended without completing its task: {ENDINGS.get(reason, reason)}"
 
 
 def approval_context(run: RunRow, value: Mapping[str, Any], values: Mapping[str, Any],

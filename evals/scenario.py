@@ -127,6 +127,10 @@ class Expect(_Strict):
     def _one_reason(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("stop_reason"), str):
             data = {**data, "stop_reason": [data["stop_reason"]]}
+        if isinstance(data, dict) and "status" not in data and "stop_reason" in data:
+            # A run that ends without doing its task has run status error.
+            data = {**data, "status": "success" if "satisfied" in data["stop_reason"]
+                    else "error"}
         return data
 
 

@@ -8,10 +8,10 @@ import re
 from typing import Any, TypeVar
 
 from json_repair import repair_json
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from graphs.errors import LedgerError
-from graphs.state import NextStep, PlanStep, TaskLedger
+from graphs.state import PlanStep, TaskLedger
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,12 +73,37 @@ class Judgement(BaseModel):
 
 
 class NextStepOut(BaseModel):
-    """A delegation proposed by the progress ledger."""
+    """A delegation proposed by the progress ledger; its ``step_id`` is only a hint."""
 
     step_id: str = ""
-    agent: str
-    instruction: str
+    agent: str = ""
+    instruction: str = ""
     reason: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerant(cls, v: Any) -> Any:
+        # Models write the id as "id" or "step", as a number, or as null.
+        if not isinstance(v, dict):
+            return v
+        v = dict(v)
+        raw = next((v[k] for k in ("step_id", "id", "step") if v.get(k) is not None), "")
+        v["step_id"] = str(raw)
+        for k in ("agent", "instruction", "reason"):
+            v[k] = "" if v.get(k) is None else str(v[k])
+        return v
+
+
+class DropOut(BaseModel):
+    """A plan step the manager gives up on, with why."""
+
+    step_id: str
+    reason: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_id(cls, v: Any) -> Any:
+        return {"step_id": str(v)} if isinstance(v, str | int) else v
 
 
 class ProgressLedgerOut(BaseModel):
@@ -89,6 +114,12 @@ class ProgressLedgerOut(BaseModel):
     is_progress_being_made: Judgement
     cannot_proceed: Judgement = Field(default_factory=lambda: Judgement(answer=False))
     next_steps: list[NextStepOut] = Field(default_factory=list)
+    drop_steps: list[DropOut] = Field(default_factory=list)
+
+    @field_validator("next_steps", "drop_steps", mode="before")
+    @classmethod
+    def _list(cls, v: Any) -> Any:
+        return [] if v is None else [v] if isinstance(v, dict) else v
 
 
 class VerdictOut(BaseModel):
@@ -141,25 +172,3 @@ def match_agent(name: str, agents: list[str]) -> str | None:
         return lowered[key]
     close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.75)
     return lowered[close[0]] if close else None
-
-
-def resolve_steps(
-    steps: list[NextStepOut], agents: list[str], limit: int
-) -> tuple[list[NextStep], list[str]]:
-    """Map proposed steps onto real agents; returns the usable steps and notes on the rest."""
-    usable: list[NextStep] = []
-    notes: list[str] = []
-    for i, step in enumerate(steps):
-        agent = match_agent(step.agent, agents)
-        if agent is None:
-            notes.append(f"unknown agent {step.agent!r} proposed; valid agents: {agents}")
-            continue
-        if agent != step.agent:
-            notes.append(f"agent {step.agent!r} read as {agent!r}")
-        if len(usable) >= limit:
-            notes.append(f"step {step.step_id or i} deferred: at most {limit} run in parallel")
-            continue
-        usable.append(
-            NextStep(step_id=step.step_id or f"X{i + 1}", agent=agent, instruction=step.instruction)
-        )
-    return usable, notes

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 import prompts
 from graphs.approval import ask_budget, review_plan
 from graphs.errors import BudgetExhausted, ModelCallError
-from graphs.ledger import ProgressLedgerOut, TaskLedgerOut, VerdictOut, resolve_steps
+from graphs.ledger import ProgressLedgerOut, TaskLedgerOut, VerdictOut
+from graphs.plan_check import check_plan
+from graphs.planning import fallback_ledger, usable_plan
 from graphs.ports import (
     BUDGET_ACTION,
     GateAction,
@@ -34,15 +36,19 @@ from graphs.specialist import build_specialist, thread_of
 from graphs.state import DelegateInput, Fact, ManagerState, StepResult, TaskLedger, settled
 from graphs.structured import ask_structured
 from graphs.team import TeamSpec
+from graphs.verdicts import decide
 from graphs.views import (
+    ENDINGS,
     brief,
     data_block,
     done_steps,
     dumps,
     fallback_answer,
     fingerprint,
+    nothing_done_answer,
     plan_status,
     prompt_json,
+    step_records,
 )
 from graphs.views import recent_results as recent_view
 from tools.spec import Risk, SideEffect
@@ -58,14 +64,6 @@ def recursion_limit(team: TeamSpec) -> int:
 
 def _stop_reason(err: ModelCallError) -> str:
     return "budget_exhausted" if isinstance(err, BudgetExhausted) else "model_unavailable"
-
-
-def _fallback_ledger(team: TeamSpec, task: str) -> TaskLedger:
-    """Used when planning output is unusable: one step per agent, in configured order."""
-    plan = [{"id": f"S{i + 1}", "agent": a.name, "goal": f"Contribute to: {task}",
-             "depends_on": []} for i, a in enumerate(team.agents)]
-    return {"facts": {"given": [task], "to_look_up": [], "to_derive": [], "guesses": []},
-            "plan": plan}  # type: ignore[typeddict-item]
 
 
 async def _recalled(memory: Memory | None, task: str) -> str:
@@ -124,16 +122,21 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         messages = [system, {"role": "user", "content": prompts.render(
             "plan.j2", task=state["task"], agent_names=names, memory=memory)}]
         goto, reason = ("review_plan" if team.plan_review else "progress"), None
+        checked: TaskLedger | None = None
+        seen: dict[str, Any] = {}
         try:
             parsed, notes = await ask_structured(
                 ctx.router, role="manager.plan", messages=messages, schema=TaskLedgerOut,
                 call_key="plan", signals=signals(state, phase="plan"))
+            checked, seen = await usable_plan(ctx.router, messages, parsed, names, "plan",
+                                              signals(state, phase="plan"))
         except ModelCallError as e:
-            parsed, notes, goto, reason = None, [f"planning failed: {e}"], "final", _stop_reason(e)
-        ledger = parsed.to_state() if parsed else _fallback_ledger(team, state["task"])
-        ctx.events.emit("plan_created", {"ledger": ledger, "notes": notes})
+            notes, goto, reason = [f"planning failed: {e}"], "final", _stop_reason(e)
+        notes = [*notes, *seen.pop("notes", [])]
+        ledger = checked or fallback_ledger(team, state["task"])
+        ctx.events.emit("plan_created", {"ledger": ledger, "notes": notes, **seen})
         update: dict[str, Any] = {"ledger": ledger, "notes": notes, "round": 0,
-                                  "stall_count": 0, "replans": 0,
+                                  "stall_count": 0, "replans": 0, "plan_since": 0,
                                   "started_at": ctx.clock.now()}
         if reason:
             update["stop_reason"] = reason
@@ -194,45 +197,41 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             return out_of_budget("progress", e)
         except ModelCallError as e:
             return stop(_stop_reason(e), round=rnd, notes=[f"progress check failed: {e}"])
-        steps, step_notes = ([], []) if parsed is None else resolve_steps(
-            parsed.next_steps, names, limits.max_parallel)
-        satisfied = parsed is not None and parsed.is_request_satisfied.answer
-        stalled = (parsed is None or looping or parsed.is_in_loop.answer
-                   or not parsed.is_progress_being_made.answer
-                   or (not satisfied and not steps))
-        stall_count = state.get("stall_count", 0) + 1 if stalled else max(
+        decision = decide(parsed, state["ledger"], results, since=state.get("plan_since", 0),
+                          agents=names, task=state["task"], limit=limits.max_parallel,
+                          looping=looping)
+        for kind, data in decision.events:
+            ctx.events.emit(kind, {"round": rnd, **data})
+        steps = decision.steps
+        stall_count = state.get("stall_count", 0) + 1 if decision.stalled else max(
             0, state.get("stall_count", 0) - 1)
         evidence = list(state.get("evidence", []))
-        if stalled:
-            why = ("the progress ledger was unusable" if parsed is None
-                   else "the last round repeated an earlier step" if looping
-                   else parsed.is_in_loop.reason if parsed.is_in_loop.answer
-                   else parsed.is_progress_being_made.reason
-                   if not parsed.is_progress_being_made.answer
-                   else "no usable next step was proposed")
-            evidence.append(f"round {rnd}: stalled ({why})")
+        if decision.stalled:
+            evidence.append(f"round {rnd}: stalled ({decision.why_stalled})")
         ledger_view = parsed.model_dump() if parsed else None
+        round_notes = problems + decision.notes
         ctx.events.emit("ledger_updated", {
             "round": rnd, "progress": ledger_view, "next_steps": steps,
-            "stall_count": stall_count, "loop_detected": looping,
-            "notes": problems + step_notes})
+            "dispatched_by": "foreman" if decision.by_foreman else "model",
+            "stall_count": stall_count, "loop_detected": looping, "notes": round_notes})
         update: dict[str, Any] = {"round": rnd, "stall_count": stall_count,
-                                  "notes": problems + step_notes, "evidence": evidence[-8:],
+                                  "notes": round_notes, "evidence": evidence[-8:],
                                   "last_progress": ledger_view or {},
-                                  "last_failure": "stall" if stalled else ""}
-        if satisfied:
+                                  "last_failure": "stall" if decision.stalled else ""}
+        ledger = decision.ledger or state["ledger"]
+        if decision.ledger is not None:
+            update["ledger"] = decision.ledger
+        if decision.satisfied:
             return Command(goto="verify", update=update)
-        if parsed is not None and parsed.cannot_proceed.answer:
-            return stop("blocked", **{**update, "notes": [
-                *update["notes"], f"cannot proceed: {parsed.cannot_proceed.reason}"]})
+        if decision.cannot_proceed:
+            return stop("blocked", **update)
         if stall_count >= limits.max_stalls:
             if state.get("replans", 0) < limits.max_replans:
                 return Command(goto="replan", update=update)
             return stop("stalled", **update)
         if not steps:
             return Command(goto="progress", update=update)
-        ledger_brief = brief(state["ledger"], results, limits.recent_results,
-                             limits.summary_chars)
+        ledger_brief = brief(ledger, results, limits.recent_results, limits.summary_chars)
         sends = [Send("delegate", DelegateInput(
             round=rnd, index=i, step_id=s["step_id"], agent=s["agent"],
             instruction=s["instruction"], brief=ledger_brief)) for i, s in enumerate(steps)]
@@ -251,7 +250,14 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             except ValidationError:
                 return Command(goto="replan", update={"evidence": [
                     "the reviewer's edited plan was not a valid ledger"]})
-            return Command(goto="progress", update={"ledger": edited.to_state()})
+            fixed = check_plan(edited.to_state(), names, force=True)
+            if fixed.errors:
+                return Command(goto="replan", update={"evidence": [
+                    f"the reviewer's edited plan was not usable: {'; '.join(fixed.errors)}"]})
+            if fixed.changes:
+                runtime.context.events.emit("plan_repaired", {"changes": fixed.changes})
+            return Command(goto="progress", update={"ledger": fixed.ledger,
+                                                    "plan_since": state.get("round", 0)})
         if answer.kind == "reject" and answer.message.startswith("expired"):
             return stop("approval_expired", notes=[f"plan review {answer.message}"])
         if answer.kind == "reject" and not answer.message:
@@ -270,12 +276,13 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         result = StepResult(
             round=payload["round"], step_id=payload["step_id"], agent=payload["agent"],
             instruction=payload["instruction"], summary=out["summary"], ok=out["ok"],
-            tools=out.get("tools_used", []),
+            tools=out.get("tools_used", []), status=out.get("status") or (
+                "done" if out["ok"] else "blocked"), report=out.get("report") or {},
             fingerprint=fingerprint(payload["agent"], payload["instruction"],
                                     out.get("tools_used", [])))
         runtime.context.events.emit("agent_finished", {
             "agent": payload["agent"], "step_id": payload["step_id"], "ok": out["ok"],
-            "summary": out["summary"][: limits.summary_chars]})
+            "status": result.get("status"), "summary": out["summary"][: limits.summary_chars]})
         if not result["ok"]:
             return {"results": [result]}
         fact = _fact(team, result)
@@ -332,38 +339,54 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         content = prompts.render("replan.j2", task=v["task"], ledger_json=v["ledger_json"],
                                  results_json=v["results_json"], problems=problems,
                                  agent_names=names)
+        messages = [system, {"role": "user", "content": content}]
+        checked: TaskLedger | None = None
+        seen: dict[str, Any] = {}
         try:
             parsed, notes = await ask_structured(
-                ctx.router, role="manager.plan",
-                messages=[system, {"role": "user", "content": content}],
+                ctx.router, role="manager.plan", messages=messages,
                 schema=TaskLedgerOut, call_key=f"replan{number}",
                 signals=signals(state, phase="replan"))
+            checked, seen = await usable_plan(ctx.router, messages, parsed, names,
+                                              f"replan{number}", signals(state, phase="replan"))
         except ModelCallError as e:
-            parsed, notes = None, [f"replanning failed: {e}"]
-        ledger = parsed.to_state() if parsed else state["ledger"]
+            notes = [f"replanning failed: {e}"]
+        notes = [*notes, *seen.pop("notes", [])]
+        ledger = checked or state["ledger"]
         ctx.events.emit("replanned", {"replans": number, "problems": problems,
-                                      "ledger": ledger, "notes": notes})
+                                      "ledger": ledger, "notes": notes, **seen})
         return Command(goto="review_plan" if team.plan_review else "progress", update={
             "ledger": ledger, "replans": number, "stall_count": 0, "evidence": [],
+            "plan_since": state.get("round", 0),
             "notes": [*notes, f"replanned ({number}) after: {'; '.join(problems[-3:])}"]})
 
     async def final(state: ManagerState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         ctx = runtime.context
         reason = state.get("stop_reason", "satisfied")
         results = state.get("results", [])
-        content = prompts.render("final.j2", stop_reason=reason, **{
-            k: v for k, v in views(state).items() if k in {"task", "status_json",
-                                                            "results_json"}})
-        try:
-            response = await ctx.router.complete(ModelRequest(
-                role="manager.final", messages=[system, {"role": "user", "content": content}],
-                call_key="final", signals=signals(state, phase="final", stop_reason=reason)))
-            answer = (response.content or "").strip()
-        except ModelCallError:
-            answer = ""
+        done = done_steps(results)
+        answer = ""
+        if not done:
+            # Nothing completed: there is nothing a model could ground an answer in.
+            answer = nothing_done_answer(state["task"], reason, results,
+                                         list(state.get("notes", [])))
+        else:
+            content = prompts.render(
+                "final.j2", task=state["task"], stop_reason=reason,
+                ending=ENDINGS.get(reason, reason),
+                status_json=prompt_json(plan_status(state["ledger"], results)),
+                records_json=prompt_json(step_records(results, 4 * limits.recent_results,
+                                                      limits.summary_chars)))
+            try:
+                response = await ctx.router.complete(ModelRequest(
+                    role="manager.final",
+                    messages=[system, {"role": "user", "content": content}], call_key="final",
+                    signals=signals(state, phase="final", stop_reason=reason)))
+                answer = (response.content or "").strip()
+            except ModelCallError:
+                answer = ""
         if not answer:
             answer = fallback_answer(state["task"], reason, results)
-        done = done_steps(results)
         return {"final_answer": answer, "stop_reason": reason,
                 "notes": [f"{len(done)} of {len(state['ledger']['plan'])} plan steps done"],
                 **settled(state)}

@@ -21,6 +21,17 @@ import prompts
 from graphs.approval import ask_approval
 from graphs.errors import ModelCallError
 from graphs.ports import GateAction, GateRequest, ModelRequest, RunContext, ToolInvocation
+from graphs.report import (
+    REPORT_TOOL,
+    calls_in_text,
+    imitates_data,
+    neutralise,
+    parse_report,
+    read_prose,
+    report_in_text,
+    report_schema,
+    summary_of,
+)
 from graphs.state import PendingCall, SpecialistState, ToolTrace, new_messages
 from graphs.team import AgentSpec, TeamSpec
 from graphs.views import data_block, prompt_json, sha256
@@ -32,6 +43,9 @@ def thread_of() -> str:
     return str(get_config().get("configurable", {}).get("thread_id", "local"))
 
 
+MAX_NUDGES = 1  # replies sent back to the model per step before its text is taken as is
+
+
 def _tool_message(call_id: str, source: str, payload: Any) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id,
             "content": data_block(source, prompt_json(payload))}
@@ -39,6 +53,46 @@ def _tool_message(call_id: str, source: str, payload: Any) -> dict[str, Any]:
 
 def _after_call(state: SpecialistState) -> str:
     return "gate" if state.get("queue") else "think"
+
+
+def tool_names(agent: AgentSpec) -> list[str]:
+    """The names of the tools ``agent`` may call (``report`` aside)."""
+    return [t.name for t in agent.tools]
+
+
+def _succeeded(state: SpecialistState) -> bool:
+    return any(t["ok"] for t in state.get("tools_used", []))
+
+
+def step_end(state: SpecialistState, status: str, summary: str,
+            report: dict[str, Any], content: str) -> dict[str, Any]:
+    """The step's end: a claimed ``done`` counts only with a successful tool call behind it,
+    and never when the reply imitates tool output."""
+    summary = neutralise(summary.strip()) or "(no report)"
+    if status == "done" and imitates_data(content):
+        status, summary = "unclear", ("NOT VERIFIED: the reply imitates tool output (Foreman's "
+                                      f"data markup) instead of calling a tool. {summary}")
+    elif status == "done" and not _succeeded(state):
+        status, summary = "unclear", ("NOT VERIFIED: reported done, but no tool call of "
+                                      f"this step succeeded. {summary}")
+    elif status == "unclear":
+        summary = f"UNCLEAR: the reply neither reports done nor blocked. {summary}"
+    elif status != "done" and not summary.upper().startswith(status.upper()):
+        summary = f"{status.upper().replace('_', ' ')}: {summary}"
+    return {"summary": summary, "ok": status == "done", "status": status,
+            "report": report, "queue": []}
+
+
+def finish_with_text(state: SpecialistState, content: str) -> dict[str, Any]:
+    """A reply without tool calls: a report written as JSON, or prose read conservatively."""
+    text = content.strip()
+    if not text:
+        return step_end(state, "blocked", "the agent gave no report.", {}, content)
+    written = report_in_text(text)
+    if written is not None:
+        return step_end(state, written.status, summary_of(written),
+                       written.model_dump(exclude={"status", "summary"}), content)
+    return step_end(state, read_prose(text), text, {"from": "prose"}, content)
 
 
 def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, Any, Any]:
@@ -72,8 +126,9 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             last = next((m.get("content") for m in reversed(messages)
                          if m["role"] == "assistant" and m.get("content")), "")
             return Command(goto=END, update={
-                "messages": added, **opened, "ok": False,
-                "summary": f"BLOCKED: step limit of {limits.specialist_max_steps} reached. {last}",
+                "messages": added, **opened, "ok": False, "status": "blocked", "report": {},
+                "summary": neutralise(f"BLOCKED: step limit of {limits.specialist_max_steps} "
+                                      f"reached. {last}"),
             })
         failures = sum(1 for t in state.get("tools_used", []) if not t["ok"])
         key = f"r{state['round']}/{state['index']}/{state['step_id']}/{agent.name}/s{steps}"
@@ -87,15 +142,24 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         try:
             response = await runtime.context.router.complete(ModelRequest(
                 role=f"specialist.{agent.name}", messages=messages, call_key=key,
-                tools=[t.openai_schema() for t in agent.tools], signals=signals,
+                tools=[*(t.openai_schema() for t in agent.tools), report_schema()],
+                signals=signals,
             ))
         except ModelCallError as e:
             return Command(goto=END, update={
-                "messages": added, **opened, "ok": False, "queue": [],
-                "summary": f"BLOCKED: no model could answer ({e})."})
+                "messages": added, **opened, "ok": False, "queue": [], "status": "blocked",
+                "report": {}, "summary": f"BLOCKED: no model could answer ({e})."})
         calls = [PendingCall(id=c.id or f"{key}/t{i}", name=c.name, arguments=c.arguments)
                  for i, c in enumerate(response.tool_calls)]
+        content = response.content or ""
         assistant: dict[str, Any] = {"role": "assistant", "content": response.content}
+        text_call = None if calls else calls_in_text(content, [*tool_names(agent), REPORT_TOOL])
+        if text_call is not None and text_call.call is not None:
+            # A tool call written as text: run it through the gate like any other.
+            name, arguments = text_call.call
+            calls = [PendingCall(id=f"{key}/text", name=name, arguments=arguments)]
+            runtime.context.events.emit("tool_call_from_text", {
+                "agent": agent.name, "tool": name, "step_id": state["step_id"]})
         if calls:
             assistant["tool_calls"] = [
                 {"id": c["id"], "type": "function",
@@ -104,21 +168,53 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             ]
         update: dict[str, Any] = {"messages": new_messages(*added, assistant), **opened,
                                   "steps": steps + 1, "fresh_arg_errors": 0}
+        reports = [c for c in calls if c["name"] == REPORT_TOOL]
+        if reports and len(reports) == len(calls):
+            return finish_with_tool(state, reports[-1], update, runtime)
+        if reports:
+            # A report beside other calls would end the step before their results are seen.
+            others = [c for c in calls if c["name"] != REPORT_TOOL]
+            refusals = [_tool_message(c["id"], "tool:report", {
+                "error": "report not accepted: call report alone, after the results of "
+                         "your other tool calls have come back"}) for c in reports]
+            update["messages"] = new_messages(*added, assistant, *refusals)
+            return Command(goto="gate", update={**update, "queue": others})
         if calls:
             return Command(goto="gate", update={**update, "queue": calls})
-        report = (response.content or "").strip() or "BLOCKED: the agent gave no report."
-        ok = not report.upper().startswith("BLOCKED")
-        return Command(goto=END, update={**update, "summary": report, "ok": ok, "queue": []})
+        nudges = state.get("nudges", 0)
+        if text_call is not None and text_call.problem and nudges < MAX_NUDGES:
+            update["messages"] = new_messages(*added, assistant, {
+                "role": "user", "content": prompts.render("specialist_nudge.j2",
+                                                          problem=text_call.problem)})
+            return Command(goto="think", update={**update, "nudges": nudges + 1})
+        return Command(goto=END, update={**update, **finish_with_text(state, content)})
+
+    def finish_with_tool(state: SpecialistState, call: PendingCall, update: dict[str, Any],
+                         runtime: Runtime[RunContext]) -> Command[str]:
+        try:
+            report = parse_report(call["arguments"])
+        except ValueError as e:
+            error = f"invalid report: {e}"
+            runtime.context.events.emit("tool_result", {
+                "agent": state["agent"], "tool": REPORT_TOOL, "tool_call_id": call["id"],
+                "ok": False, "executed": False, "error": error})
+            update["messages"] = new_messages(*update["messages"], _tool_message(
+                call["id"], "tool:report", {"error": error}))
+            return Command(goto="think", update={
+                **update, "arg_errors": state.get("arg_errors", 0) + 1, "fresh_arg_errors": 1})
+        done = step_end(state, report.status, summary_of(report),
+                       report.model_dump(exclude={"status", "summary"}), "")
+        return Command(goto=END, update={**update, **done})
 
     def refuse(state: SpecialistState, call: PendingCall, error: str, rest: list[PendingCall],
                runtime: Runtime[RunContext], args_hash: str = "",
-               malformed: bool = False) -> Command[str]:
+               malformed: bool = False, kind: str = "") -> Command[str]:
         runtime.context.events.emit("tool_result", {
             "agent": state["agent"], "tool": call["name"], "tool_call_id": call["id"],
             "ok": False, "executed": False, "error": error,
         })
         trace = ToolTrace(name=call["name"], args_sha256=args_hash, ok=False,
-                          result_sha256=sha256(error))
+                          result_sha256=sha256(error), refused=kind)
         update: dict[str, Any] = {
             "queue": rest,
             "messages": new_messages(
@@ -138,7 +234,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             allowed = ", ".join(t.name for t in agent.tools)
             return refuse(state, call, f"tool {call['name']!r} is not available to "
                           f"{agent.name}; its tools are: {allowed}", rest, runtime,
-                          malformed=True)
+                          malformed=True, kind="not_allowed")
         try:
             raw = json.loads(call["arguments"] or "{}")
             if not isinstance(raw, dict):
@@ -147,7 +243,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         except (ValueError, ValidationError) as e:
             reason = validation_message(e) if isinstance(e, ValidationError) else str(e)
             return refuse(state, call, f"invalid arguments: {reason}", rest, runtime,
-                          malformed=True)
+                          malformed=True, kind="invalid")
         decision = runtime.context.gate.check(GateRequest(
             team=team.name, agent=agent.name, tool=spec.name, args=args,
             side_effect=spec.side_effect, risk=spec.risk, thread_id=thread_of(),
@@ -155,7 +251,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         ))
         if decision.action == GateAction.DENY:
             return refuse(state, call, f"denied by policy rule {decision.rule}: "
-                          f"{decision.reason}", rest, runtime, args_sha256(args))
+                          f"{decision.reason}", rest, runtime, args_sha256(args),
+                          kind="denied")
         note = ""
         if decision.action == GateAction.REQUIRE_APPROVAL and runtime.context.shadow:
             # Shadow runs change nothing, so nobody is asked; the record says who would be.
@@ -166,7 +263,8 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             # again; one under the same rule was approved by the editor.
             outcome = ask_approval(call, spec, args, decision, agent.name, thread_of())
             if outcome.refusal is not None:
-                return refuse(state, call, outcome.refusal, rest, runtime, args_sha256(args))
+                return refuse(state, call, outcome.refusal, rest, runtime, args_sha256(args),
+                              kind="rejected")
             if outcome.edited_args is not None:
                 # An edit goes through validation and the policy again, as a new gate pass.
                 edited = PendingCall(id=call["id"], name=call["name"],

@@ -59,6 +59,7 @@ class PlanStep(TypedDict):
     agent: str
     goal: str
     depends_on: list[str]
+    dropped: NotRequired[str]  # why the manager dropped it; a dropped step is settled
 
 
 class Facts(TypedDict):
@@ -75,6 +76,7 @@ class TaskLedger(TypedDict):
 
     facts: Facts
     plan: list[PlanStep]
+    changes: NotRequired[list[str]]  # what Foreman repaired or added, for the plan view
 
 
 class NextStep(TypedDict):
@@ -92,6 +94,7 @@ class ToolTrace(TypedDict):
     args_sha256: str
     ok: bool
     result_sha256: str
+    refused: NotRequired[str]  # why it never ran: denied | rejected | not_allowed | invalid
 
 
 class StepResult(TypedDict):
@@ -105,6 +108,9 @@ class StepResult(TypedDict):
     ok: bool
     tools: list[ToolTrace]
     fingerprint: str
+    # done | blocked | needs_input | unclear (prose that is neither clearly done nor blocked)
+    status: NotRequired[str]
+    report: NotRequired[dict[str, Any]]  # the ids, figures and facts the agent reported
 
 
 class Fact(TypedDict):
@@ -144,6 +150,7 @@ class ManagerState(TypedDict, total=False):
     rejections: int
     budget_resume: str  # the node to go back to when a budget extension is approved
     budget_extensions: int
+    plan_since: int  # the round after which the current ledger was written
 
 
 def settled(state: ManagerState) -> dict[str, Any]:
@@ -198,5 +205,8 @@ class SpecialistState(TypedDict, total=False):
     tools_used: list[ToolTrace]
     arg_errors: int  # malformed tool calls in this step (an escalation signal)
     fresh_arg_errors: int  # ... since the last model call
+    nudges: int  # replies sent back for lacking a report or holding a tool call as text
     summary: str
     ok: bool
+    status: str  # done | blocked | needs_input | unclear
+    report: dict[str, Any]

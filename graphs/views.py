@@ -36,10 +36,18 @@ def done_steps(results: list[StepResult]) -> set[str]:
     return {r["step_id"] for r in results if r["ok"]}
 
 
+def status_of(result: StepResult) -> str:
+    """done | blocked | needs_input | unclear (results stored before statuses: by ``ok``)."""
+    return result.get("status") or ("done" if result["ok"] else "blocked")
+
+
 def plan_status(ledger: TaskLedger, results: list[StepResult]) -> list[dict[str, Any]]:
-    """The plan with a done flag per step."""
+    """The plan with a done flag and the state of each step (from its latest result)."""
     done = done_steps(results)
-    return [{**step, "done": step["id"] in done} for step in ledger["plan"]]
+    latest = {r["step_id"]: status_of(r) for r in results}
+    return [{**step, "done": step["id"] in done,
+             "state": "done" if step["id"] in done else "dropped" if step.get("dropped")
+             else latest.get(step["id"], "not started")} for step in ledger["plan"]]
 
 
 def recent_results(
@@ -53,11 +61,56 @@ def recent_results(
             "step_id": r["step_id"],
             "agent": r["agent"],
             "ok": r["ok"],
+            "status": status_of(r),
             "summary": r["summary"][:chars],
         }
         for r in recent
     ]
     return view, len(results) - len(recent)
+
+
+def step_records(results: list[StepResult], keep: int, chars: int) -> list[dict[str, Any]]:
+    """What the record holds of each step: its report and the tool calls it made."""
+    return [{"round": r["round"], "step_id": r["step_id"], "agent": r["agent"],
+             "status": status_of(r), "summary": r["summary"][:chars],
+             "reported": {k: v for k, v in (r.get("report") or {}).items()
+                          if k in {"ids", "figures", "facts"} and v},
+             "tool_calls": [{"tool": t["name"], "ok": t["ok"],
+                             **({"refused": t["refused"]} if t.get("refused") else {})}
+                            for t in r["tools"]]}
+            for r in results[-keep:]]
+
+
+ENDINGS = {
+    "satisfied": "the request was completed and verified",
+    "blocked": "the remaining work was blocked",
+    "stalled": "no progress was being made, even after replanning",
+    "unverified": "the verifier did not accept the result",
+    "round_limit": "the run reached its round limit",
+    "time_limit": "the run reached its time limit",
+    "budget_exhausted": "the run's budget was used up",
+    "model_unavailable": "no model could be reached",
+    "plan_rejected": "the reviewer rejected the plan",
+    "approval_expired": "an approval expired before anyone decided it",
+}
+
+
+def nothing_done_answer(task: str, stop_reason: str, results: list[StepResult],
+                        notes: list[str]) -> str:
+    """The final answer of a run in which no step completed, written without a model: it
+    states no fact about the world, only what the record shows."""
+    lines = [f"Nothing was done: no step of the plan was completed (stop reason "
+             f"{stop_reason}: {ENDINGS.get(stop_reason, stop_reason)}). Nothing was changed, "
+             "and no fact about the request was established."]
+    if results:
+        lines.append("What the agents reported:")
+        lines.extend(f"- {r['agent']} ({r['step_id']}, {status_of(r)}): {r['summary'][:300]}"
+                     for r in results[-6:])
+    else:
+        lines.append("No agent ran.")
+    lines.extend(f"Note: {n}" for n in notes[-3:])
+    lines.append(f"Request: {task}")
+    return "\n".join(lines)
 
 
 def brief(ledger: TaskLedger, results: list[StepResult], keep: int, chars: int) -> str:

@@ -114,8 +114,8 @@ async def _outcome(api: Api, run: RunRow) -> tuple[str, dict[str, Any]]:
     """The assistant text for a finished or paused run, and the ``foreman`` object."""
     totals = api.services.store.totals(run.id)
     approvals: list[str] = []
-    if run.status == "success":
-        text = run.final_answer or ""
+    if run.status == "success" or (run.status == "error" and run.final_answer):
+        text = run.final_answer or ""  # a run that did not do its task still answers why
     elif run.status == "interrupted" and run.stop_reason != "cancelled":
         pending = await api.services.runner.pending_interrupts(run.thread_id, run.team)
         approvals = [str(p.value.get("approval_id") or p.id) for p in pending]
@@ -130,6 +130,7 @@ async def _outcome(api: Api, run: RunRow) -> tuple[str, dict[str, Any]]:
              "completion_tokens": totals.completion_tokens,
              "total_tokens": totals.prompt_tokens + totals.completion_tokens}
     return text, {"thread_id": run.thread_id, "run_id": run.id, "status": run.status,
+                  "stop_reason": run.stop_reason,
                   "approvals": approvals, "cost_usd": totals.cost_usd, "usage": usage}
 
 

@@ -231,7 +231,8 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
         raise NotFound(f"run {run.id} vanished")
     for event, data in token_parts.complete():
         yield {"event": event, "data": json.dumps(data, default=str)}
-    if "values" in modes and done.status != "error" and (last, 8) > after:
+    if "values" in modes and (done.status != "error" or done.final_answer) and (
+            last, 8) > after:
         values = await wait_result(api, done)
         yield {"event": "values", "id": f"{last}.8", "data": json.dumps(values, default=str)}
     yield {"event": "end", "id": f"{last}.9", "data": "null"}

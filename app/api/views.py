@@ -121,11 +121,13 @@ def run_json(api: Api, run: RunRow) -> dict[str, Any]:
 
 async def wait_result(api: Api, run: RunRow) -> dict[str, Any]:
     """What ``runs.wait`` / ``join`` return: final values, ``__interrupt__`` or ``__error__``."""
-    if run.status == "error":
+    if run.status == "error" and not run.final_answer:
         return {"__error__": {"error": "RunError", "message": run.error or "run failed"}}
     runs = api.services.store.thread_runs(run.thread_id)
     snapshot = await snapshot_of(api, run.thread_id, runs)
     out = values(snapshot, runs)
+    if run.status == "error":  # ended without doing its task: its answer, and the error
+        out["__error__"] = {"error": "RunError", "message": run.error or "run failed"}
     if snapshot is not None and snapshot.interrupts:
         out["__interrupt__"] = [{"id": i.id, "value": i.value} for i in snapshot.interrupts]
     return out

@@ -219,17 +219,19 @@ def progress(prompt: str) -> dict[str, Any]:
         )
     satisfied = bool(status) and not ready and len(done) == len(status)
     results = _json_tag(prompt, "step_results") or []
-    refused = {r["step_id"] for r in results
+    refused = {r["step_id"]: "the approver rejected step" for r in results
                if not r.get("ok") and "rejected by the approver" in r.get("summary", "")}
+    refused.update({r["step_id"]: "offline models cannot do step" for r in results
+                    if not r.get("ok") and OFFLINE_NOTE in r.get("summary", "")})
     blocked = [s for s in steps if s["step_id"] in refused]
     if blocked:
-        # A human said no: retrying the same action would only ask again.
+        # A human said no, or no model here can do it: retrying would only fail again.
+        sid = blocked[0]["step_id"]
         return {
-            "is_request_satisfied": {"answer": False, "reason": "an approver rejected a step"},
+            "is_request_satisfied": {"answer": False, "reason": "a step is blocked"},
             "is_in_loop": {"answer": False, "reason": ""},
-            "is_progress_being_made": {"answer": False, "reason": "blocked by a rejection"},
-            "cannot_proceed": {"answer": True, "reason": f"the approver rejected step "
-                               f"{blocked[0]['step_id']}"},
+            "is_progress_being_made": {"answer": False, "reason": "blocked"},
+            "cannot_proceed": {"answer": True, "reason": f"{refused[sid]} {sid}"},
             "next_steps": [],
         }
     return {
@@ -295,20 +297,43 @@ def _tool_error(output: str) -> str | None:
     return str(data["error"]) if isinstance(data, dict) and "error" in data else None
 
 
+_AUTO = re.compile(r"^(?P<goal>.*) \(plan step (?P<id>[^;]+); the request: (?P<task>.*)\)$",
+                   re.DOTALL)
+
+
+def step_for(instruction: str) -> Step | None:
+    """The playbook step an instruction asks for: by its exact text, or for a step Foreman
+    dispatched itself (goal, plan step id and the request), by the request and the goal."""
+    step = for_instruction(instruction)
+    m = _AUTO.match(" ".join(instruction.split())) if step is None else None
+    book = for_task(m.group("task")) if m else None
+    if m is None or book is None:
+        return step
+    goal = " ".join(m.group("goal").split())
+    return next((s for s in book.steps if " ".join(s.goal.split()) == goal),
+                book.step(m.group("id").strip()))
+
+
+def report(request: ModelRequest, index: int, status: str, summary: str,
+           ids: list[str] | None = None) -> ProviderReply:
+    """The specialist's last call: the built-in ``report`` tool."""
+    args = {"status": status, "summary": summary, "ids": ids or []}
+    return ProviderReply(content=None, tool_calls=[
+        ToolCall(id=_call_id(request, index), name="report", arguments=json.dumps(args))])
+
+
 def specialist(request: ModelRequest) -> ProviderReply:
     """Make the step's next scripted call, then report on what the tools returned."""
     user = next((str(m.get("content")) for m in request.messages if m["role"] == "user"), "")
-    step: Step | None = for_instruction(user)
-    if step is None:
-        return _text(
-            f"DONE: {OFFLINE_NOTE}; this step is not one of them, so I looked up "
-            "and changed nothing."
-        )
+    step: Step | None = step_for(user)
     made = sum(1 for m in request.messages if m["role"] == "assistant" and m.get("tool_calls"))
+    if step is None:
+        return report(request, made, "blocked", f"{OFFLINE_NOTE}; this step is not one of "
+                      "them, so I looked up and changed nothing.")
     outputs = [str(m.get("content")) for m in request.messages if m["role"] == "tool"]
     errors = [e for e in (_tool_error(o) for o in outputs) if e]
     if errors:
-        return _text(f"BLOCKED: {errors[-1]}"[:500])
+        return report(request, made, "blocked", errors[-1][:500])
     if made < len(step.calls):
         call = step.calls[made]
         context = "\n".join(str(m.get("content") or "") for m in request.messages)
@@ -320,8 +345,7 @@ def specialist(request: ModelRequest) -> ProviderReply:
             ],
         )
     ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', "\n".join(outputs))))
-    suffix = f" Records: {', '.join(ids)}." if ids else ""
     # Cite the best passage of each knowledge search, as a model is told to.
     cited = re.findall(r'"citation": ?"([^"]+)"', "\n".join(outputs))
-    suffix += f" Source: {cited[0]}." if cited else ""
-    return _text(f"DONE: {step.report}{suffix}")
+    suffix = f" Source: {cited[0]}." if cited else ""
+    return report(request, made, "done", f"{step.report}{suffix}", ids)

@@ -10,10 +10,14 @@ from app.llm.provider import ProviderReply
 from app.llm.scripted import Behaviour, progress
 from app.policy.rules import PolicyConfig
 from app.settings import Settings, load_settings
-from graphs.ports import ModelRequest
+from graphs.ports import ModelRequest, ToolCall
 
 TEAM = "support"
 TASK = "Summarise what is known about the widget rollout, one area per step"
+READS = {"researcher": ("lookup_customer", {"customer_id": "C-1001"}),
+         "billing": ("lookup_order", {"order_id": "O-5002"}),
+         "communications": ("lookup_customer", {"customer_id": "C-1001"}),
+         "ticketing": ("find_tickets", {"customer_id": "C-1001"})}
 
 
 def bench_settings(config: Path | None, data_dir: Path, *, max_rounds: int = 60,
@@ -68,9 +72,13 @@ def rounds_behaviour(steps: int, agents: list[str], *, chained: bool = True) -> 
                 step["instruction"] = f"Report on area {step['step_id'][1:]} of the rollout"
             return ProviderReply(content=json.dumps(out))
         if request.role.startswith("specialist."):
+            # One read per step (a step is done only on a successful tool call), then report.
+            if not any(m["role"] == "tool" for m in request.messages):
+                tool, args = READS[request.role.removeprefix("specialist.")]
+                return ProviderReply(content=None, tool_calls=[ToolCall(
+                    id=f"call_{request.call_key}", name=tool, arguments=json.dumps(args))])
             user = next(str(m.get("content")) for m in request.messages if m["role"] == "user")
-            return ProviderReply(content=f"DONE: {user.lower()} - nothing unusual found; "
-                                         "no records changed.")
+            return ProviderReply(content=f"DONE: {user.lower()} - nothing unusual found.")
         return None
 
     return behaviour

@@ -75,8 +75,9 @@ async def test_langgraph_sdk_background_run_join_and_resume_by_id(server: Server
     assert got["status"] == "interrupted"
 
     refunds_before = _refunds(server)
+    # The run then ends without doing its task: runs.wait would raise RunError by default.
     final = await client.runs.wait(
-        thread["thread_id"], "support",
+        thread["thread_id"], "support", raise_error=False,
         command={"resume": {pending["id"]: {"decisions": [
             {"type": "reject", "message": "not without a photo"}]}}})
     with pytest.raises(httpx.HTTPStatusError) as stale:
@@ -85,7 +86,7 @@ async def test_langgraph_sdk_background_run_join_and_resume_by_id(server: Server
 
     # The rejection reaches the manager, which ends the run instead of asking again.
     assert "__interrupt__" not in final
-    assert final["stop_reason"] == "blocked"
+    assert final["stop_reason"] == "blocked" and final["__error__"]["error"] == "RunError"
     assert "not without a photo" in final["final_answer"]
     assert _refunds(server) == refunds_before  # rejected: nothing was refunded
     assert stale.value.response.status_code == 409

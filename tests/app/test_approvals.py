@@ -84,7 +84,7 @@ async def test_approvals_reject_leaves_no_refund_and_the_answer_says_why(
                                message="needs a photo of the damage first")
 
     done = resumer.result
-    assert done is not None and done.status == "success" and done.stop_reason == "blocked"
+    assert done is not None and done.status == "error" and done.stop_reason == "blocked"
     assert refunds(sandbox_rows) == []
     assert "needs a photo of the damage first" in (done.final_answer or "")
 

@@ -75,7 +75,8 @@ def test_cli_no_input_then_approvals_edit_and_audit_verify(tmp_path: Path) -> No
 
 def test_cli_run_asks_at_the_prompt_and_reject_is_recorded(tmp_path: Path) -> None:
     out = cli("run", TASK, data=tmp_path, stdin="reject\nwrong customer\n")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # the refund was not made: the run failed its task
+    assert "Not done (blocked)" in out.stdout
     assert "Approval needed" in out.stdout and "wrong customer" in out.stdout
     assert refunds(tmp_path) == []
     decided = cli("approvals", "list", "--status", "decided", data=tmp_path)

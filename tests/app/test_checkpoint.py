@@ -3,6 +3,7 @@ whole and exactly once after a resume in a new process, linear in size, compress
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from tests.conftest import ROOT
 from tests.fakes import RefundNeedsApproval
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
+WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
 
 
 async def test_prune_finished_drops_specialist_checkpoints_and_keeps_the_root_history(
         settings: Settings) -> None:
-    kept = settings.model_copy(update={"prune_checkpoints": False})
+    # Its own data dir: the same refund again on one sandbox would be (rightly) refused.
+    kept = settings.model_copy(update={"prune_checkpoints": False,
+                                       "data_dir": settings.data_dir.parent / "kept"})
     async with open_services(kept) as s:
         await s.runner.start(TASK, "support", thread_id="t-full")
         full = await thread_size(s.runner.saver, "t-full")
@@ -48,10 +52,10 @@ async def test_prune_finished_drops_specialist_checkpoints_and_keeps_the_root_hi
 
 async def test_prune_finished_lets_the_thread_run_again(services: Any) -> None:
     await services.runner.start(TASK, "support", thread_id="t-again")
-    second = await services.runner.start(TASK, "support", thread_id="t-again")
+    second = await services.runner.start(WHERE, "support", thread_id="t-again")
 
     assert second.status == "success"
-    assert "189" in (second.final_answer or "")
+    assert "in transit" in (second.final_answer or "")
 
 
 async def test_prune_checkpoints_off_keeps_the_history(settings: Settings) -> None:
@@ -64,16 +68,19 @@ async def test_prune_checkpoints_off_keeps_the_history(settings: Settings) -> No
 
 
 def _specialist_is_complete(messages: list[Any], summary: str) -> None:
-    """System, user, then each tool call answered exactly once, then the final report."""
+    """System, user, then each tool call answered exactly once, then the report call."""
     assert all(isinstance(m, dict) for m in messages)
     assert [m["role"] for m in messages[:2]] == ["system", "user"]
-    calls = [c["id"] for m in messages if m["role"] == "assistant"
+    calls = [c["id"] for m in messages[:-1] if m["role"] == "assistant"
              for c in m.get("tool_calls") or []]
     answers = [m["tool_call_id"] for m in messages if m["role"] == "tool"]
     assert calls and sorted(answers) == sorted(calls) and len(set(answers)) == len(answers)
     assert [m["role"] for m in messages[2:-1]] == ["assistant", "tool"] * len(calls)
-    assert messages[-1]["role"] == "assistant" and not messages[-1].get("tool_calls")
-    assert messages[-1]["content"] == summary
+    report = messages[-1]
+    assert report["role"] == "assistant"
+    assert [c["function"]["name"] for c in report["tool_calls"]] == ["report"]
+    args = json.loads(report["tool_calls"][0]["function"]["arguments"])
+    assert args["status"] == "done" and summary.startswith(args["summary"])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -182,7 +189,9 @@ async def test_checkpoint_bytes_grow_linearly_with_rounds(tmp_path: Path) -> Non
 
     early, late = (size[8] - size[4]) / 4, (size[16] - size[8]) / 8
     assert late <= 1.15 * early  # quadratic storage would add ever more per round
-    assert late <= 8 * 1024
+    # Each bench step makes one read tool call before it reports (a step is done only on a
+    # successful call): its gate, act and report checkpoints are part of the round.
+    assert late <= 12 * 1024
 
 
 def test_compressing_serializer_round_trips_and_reads_uncompressed_payloads() -> None:

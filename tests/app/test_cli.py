@@ -55,3 +55,10 @@ def test_cli_unknown_team_exits_2(tmp_path: Path) -> None:
 def test_cli_resume_of_unknown_thread_exits_2(tmp_path: Path) -> None:
     out = run("run", "--resume", "t-nope", data=tmp_path)
     assert out.returncode == 2
+
+
+def test_cli_run_that_does_not_do_its_task_exits_1(tmp_path: Path) -> None:
+    out = run("run", "Translate our FAQ into French", data=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Not done (blocked)" in out.stdout
+    assert "Nothing was done" in out.stdout

@@ -92,8 +92,9 @@ async def test_run_records_facts_and_next_run_sees_them_as_data(services: Servic
         return None
 
     scripted.behaviour = spy  # type: ignore[attr-defined]
-    second = await services.runner.start(task, "support", thread_id="t-mem")
-    assert second.status == "success"
+    # The second run cannot refund the same charge again (its status says so); what
+    # matters here is what its planner was shown.
+    await services.runner.start(task, "support", thread_id="t-mem")
     assert '<data source="memory">' in seen[0]
     block = seen[0].split('<data source="memory">')[1].split("</data>")[0]
     assert "Refunded the $89.00 duplicate charge" in block

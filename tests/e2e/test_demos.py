@@ -44,7 +44,9 @@ async def test_demo_unknown_task_answers_honestly_and_changes_nothing(
         services: Services, sandbox_rows: Any) -> None:
     result = await services.runner.start("Translate our FAQ into French", "support")
 
-    assert result.status == "success"
+    # Nothing was done, and the run says so: not a success, and an answer that claims nothing.
+    assert result.status == "error" and result.stop_reason == "blocked"
+    assert (result.final_answer or "").startswith("Nothing was done")
     assert "offline" in (result.final_answer or "").lower()
     assert sandbox_rows("SELECT COUNT(*) AS n FROM refunds") == [{"n": 0}]
     assert sandbox_rows("SELECT COUNT(*) AS n FROM outbox") == [{"n": 0}]

@@ -72,5 +72,5 @@ async def test_plan_review_reject_ends_the_run_without_side_effects(
         (pending,) = paused.interrupts
         done = await s.runner.resume(paused.thread_id, {pending.id: {"decision": "reject"}})
 
-    assert done.status == "success" and done.stop_reason == "plan_rejected"
+    assert done.status == "error" and done.stop_reason == "plan_rejected"
     assert sandbox_rows("SELECT COUNT(*) AS n FROM refunds") == [{"n": 0}]

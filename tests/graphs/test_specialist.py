@@ -53,13 +53,14 @@ async def test_specialist_allow_list_violation_executes_nothing(settings: Settin
 
 async def test_specialist_invalid_arguments_are_returned_to_the_model(settings: Settings) -> None:
     seen: list[str] = []
+    bad_call = first_call("lookup_order", {"order_id": "5002"})
 
     def behaviour(req: ModelRequest) -> ProviderReply | None:
         if req.role == "specialist.researcher":
             tool_msgs = [m for m in req.messages if m["role"] == "tool"]
             if tool_msgs and not seen:
                 seen.append(str(tool_msgs[-1]["content"]))
-        return first_call("lookup_order", {"order_id": "5002"})(req)
+        return bad_call(req)
 
     async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
         result = await s.runner.start(REFUND_TASK, "support")
@@ -129,7 +130,8 @@ async def test_specialist_rejection_reaches_the_agent_and_nothing_is_written(
     refused = [e["data"] for e in events if e["type"] == "tool_result"
                and e["data"]["tool"] == "issue_refund"]
     assert "refund needs a photo first" in refused[-1]["error"]
-    assert done.status == "success" and done.stop_reason != "satisfied"
+    # The refund was not made: the run ends with a status a client tells from success.
+    assert done.status == "error" and done.stop_reason != "satisfied"
 
 
 async def test_specialist_edit_within_the_rule_runs_with_the_edited_args(
