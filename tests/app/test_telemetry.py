@@ -22,7 +22,8 @@ from app.services import Services, open_services
 from app.settings import Settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
-BOB = Principal("bob", "acme", frozenset({"approver"}))
+BOB = Principal("bob", "acme", frozenset({"approver"}),
+                groups=frozenset({"support-leads", "budget-owners"}))
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from tests.fakes import WebhookReceiver as Receiver
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-BOB = Principal("bob", "acme", frozenset({"approver"}))
+BOB = Principal("bob", "acme", frozenset({"approver"}),
+                groups=frozenset({"support-leads", "budget-owners"}))
 
 
 @pytest.fixture

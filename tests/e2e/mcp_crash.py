@@ -17,7 +17,8 @@ async def main() -> None:
     async with open_services(load_settings(sys.argv[1])) as s:
         run = await s.runner.start(TASK, "desk", created_by="alice")
         print(run.thread_id, flush=True)
-        await s.approvals.decide(Principal("bob", "default", frozenset({"approver"})),
+        await s.approvals.decide(Principal("bob", "default", frozenset({"approver"}),
+                                           groups=frozenset({"leads"})),
                                  run.interrupts[0].value["approval_id"], "approve",
                                  InlineResume(s.runner))
 

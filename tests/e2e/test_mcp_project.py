@@ -142,7 +142,7 @@ async def test_mcp_project_server_down_mid_run_ends_with_an_honest_answer(
 
     failed = [e["data"] for e in events if e["type"] == "tool_result"]
     assert failed and failed[0]["tool"] == "crm.get_customer" and not failed[0]["ok"]
-    assert run.status == "success"
+    assert run.status == "error"  # the task was not done, and the status says so
     assert "$150 credit" not in (run.final_answer or "")
     assert "crm" in (run.final_answer or "")
     assert crm.credits() == []

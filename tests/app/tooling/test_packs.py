@@ -93,13 +93,13 @@ async def test_packs_project_tool_pauses_on_cel_rule_edit_is_checked_then_runs_o
         await s.approvals.decide(BOB, approval, "edit", resumer,
                                  args={"customer_id": "C-7", "amount_usd": 250.0})
         assert resumer.result is not None and resumer.result.status == "success"
-        s.switch.disabled_tools = {"add_credit"}
+        s.switch.change("default", "root", "default", {"disabled_tools": ["add_credit"]})
         again = await s.runner.start(TASK, "desk", created_by="alice")
         results = [e["data"] for e in s.store.events(again.run_id) if e["type"] == "tool_result"]
     assert run.status == "interrupted" and value["policy_rule"] == "credits-over-100"
     assert value["action_request"]["action"] == "add_credit"
     assert credits(folder) == [("C-7", 250.0)]  # the approved edit, once
-    assert again.status == "success" and results
+    assert again.status == "error" and results  # the credit was refused: not done
     assert all(not r["ok"] and "disabled" in str(r) for r in results)
 
 
