@@ -26,7 +26,7 @@ IdArg = Annotated[str, typer.Argument(help="Approval id.")]
 
 
 def _settings(config: Path | None) -> Settings:
-    from app.cli import _settings as load
+    from app.cli_common import load_cli_settings as load
 
     return load(config)
 
@@ -93,7 +93,7 @@ def _decide(approval_id: str, decision: str, config: Path | None,
 
     from app.api.auth import LOCAL_ADMIN
     from app.approvals import InlineResume
-    from app.cli import _report
+    from app.cli_common import report_result as _report
     from app.console import ProgressPrinter
 
     console = Console(highlight=False)

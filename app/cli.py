@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from app.approvals_cli import approvals_app, audit_app
+from app.cli_common import load_cli_settings as _settings
+from app.cli_common import report_result as _report
 from app.kb_cli import kb_app
 from app.models_cli import models_app
 from app.tools_cli import init, tools_app
@@ -39,18 +41,6 @@ app.command("init")(init)
 # The names of app.settings.PolicyName, repeated so --help needs no pydantic import.
 POLICIES = ("routed", "all-small", "all-large")
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (foreman.yaml).")]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    from app.errors import ConfigError
-    from app.settings import load_settings
-
-    try:
-        settings = load_settings(config)
-    except ConfigError as e:
-        typer.echo(f"foreman: bad config: {e}", err=True)
-        raise typer.Exit(2) from e
-    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 @app.command()
@@ -245,28 +235,6 @@ async def _ask(services: Services, console: Console, result: RunResult,
     if resumer.result is None:
         raise RuntimeError("no decision was recorded")
     return resumer.result
-
-
-def _report(console: Console, result: RunResult) -> None:
-    console.print(f"\nThread {result.thread_id} · run {result.run_id} · {result.status} · "
-                  f"{result.model_calls} model calls · ${result.cost_usd:.4f}")
-    if result.status == "interrupted":
-        for p in result.interrupts:
-            aid = p.value.get("approval_id")
-            console.print(f"Waiting for approval {aid} "
-                          f"({p.value.get('action_request', {}).get('action')}, rule "
-                          f"{p.value.get('policy_rule')}). Decide it with: foreman approvals "
-                          f"approve {aid} | reject {aid} --reason TEXT | edit {aid} --args "
-                          "JSON (or in the inbox at /inbox)")
-    elif result.status == "error" and result.final_answer is None:
-        console.print(f"[red]Run failed: {result.error}[/red] (continue with "
-                      f"foreman run --resume {result.thread_id})")
-    elif result.status == "error":  # finished, but without doing its task
-        console.print(f"[red]Not done ({result.stop_reason}):[/red] {result.error}")
-        console.print(result.final_answer, markup=False)
-    else:
-        console.print(f"[bold]Final answer[/bold] ({result.stop_reason}):")
-        console.print(result.final_answer or "", markup=False)
 
 
 @app.command("eval")

@@ -28,7 +28,7 @@ def _store(settings: Settings) -> KnowledgeStore:
 
 
 def _load(config: Path | None) -> Settings:
-    from app.cli import _settings
+    from app.cli_common import load_cli_settings as _settings
 
     return _settings(config)
 

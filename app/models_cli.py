@@ -26,7 +26,7 @@ def check(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 
     Exit 0 when every check passed, 1 when one failed, 2 on bad config or usage.
     """
-    from app.cli import _settings
+    from app.cli_common import load_cli_settings as _settings
     from app.llm.check import check_models
 
     settings = _settings(config)
