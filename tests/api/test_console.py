@@ -41,6 +41,16 @@ def _sign_in(page: Any, who: str) -> None:
     page.locator("#savekey").click()
 
 
+def _wait_true(page: Any, expression: str, timeout_s: float) -> None:
+    """Poll a page expression from the test side: the console's CSP forbids the string
+    evaluation that Playwright's wait_for_function falls back to while polling."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
 def test_console_watch_approve_and_answer_in_a_browser(
         console_server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -175,8 +185,7 @@ def test_console_first_paint_and_cross_process_latency(
                 page.goto(console_server.url + "/console?run=r-long40")  # key kept in session
                 expect(page.locator("#timeline details.round")).to_have_count(40,
                                                                               timeout=60_000)
-                page.wait_for_function(f"window.__console && window.__console.seq >= {last}",
-                                       timeout=60_000)
+                _wait_true(page, f"window.__console && window.__console.seq >= {last}", 60)
                 paint_ms = page.evaluate("window.__console.renderedAt")
                 expect(page.locator("#timeline")).to_contain_text("invoke_agent billing")
                 page.screenshot(path=str(console_server.data_dir / "console-40-rounds.png"))
@@ -188,8 +197,7 @@ def test_console_first_paint_and_cross_process_latency(
                         "scope": "run", "unit": "usd", "fraction": 0.5 + i / 100,
                         "spent": 1, "limit": 2})
                     time.sleep(0.15)
-                page.wait_for_function(
-                    f"window.__console.lags.length >= {before + 10}", timeout=30_000)
+                _wait_true(page, f"window.__console.lags.length >= {before + 10}", 30)
                 lags = page.evaluate("window.__console.lags")[before:]
                 expect(page.locator("#timeline .event[data-type=budget_warning]")).to_have_count(
                     10)
