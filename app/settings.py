@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.auth_config import (
+    AuthConfig,
+)
 from app.errors import ConfigError
+from app.ops_config import (
+    QueueConfig,
+    RunsConfig,
+    StorageConfig,
+    TelemetryConfig,
+    WebhooksConfig,
+)
 from app.policy.rules import PolicyConfig
 from app.tooling.config import OfflineConfig, ToolsConfig
 from app.validate import check_settings
@@ -184,162 +193,6 @@ class KnowledgeConfig(BaseModel):
             raise ValueError("overlap_chars must be smaller than chunk_chars")
         return self
 
-
-Role = Literal["requester", "approver", "admin", "operator"]
-GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,79}$"
-
-
-class ApiKeyConfig(BaseModel):
-    """One API key: stored as its SHA-256 (hex) or read from an env variable at start."""
-
-    name: str = Field(min_length=1, max_length=80)
-    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
-    key_env: str | None = None
-    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    roles: list[Role] = Field(default=["requester"], min_length=1)
-    groups: list[Annotated[str, Field(pattern=GROUP_PATTERN)]] = Field(default_factory=list,
-                                                                       max_length=100)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ApiKeyConfig:
-        if (self.key_sha256 is None) == (self.key_env is None):
-            raise ValueError("give exactly one of key_sha256 or key_env")
-        return self
-
-
-class JwtClaimsConfig(BaseModel):
-    """Which token claims carry the tenant, roles, groups and display name (dotted paths)."""
-
-    tenant: str = "tenant"
-    roles: str = "roles"
-    groups: str = "groups"
-    name: str = "name"
-
-
-class JwtConfig(BaseModel):
-    """OIDC/JWT bearer tokens: the issuer's keys (JWKS URL or file) and what is checked."""
-
-    issuer: str = Field(min_length=1)
-    audience: str = Field(min_length=1)
-    jwks_url: str | None = Field(default=None, pattern=r"^https?://")
-    jwks_file: Path | None = None
-    claims: JwtClaimsConfig = Field(default_factory=JwtClaimsConfig)
-    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-                             "ES384", "ES512", "EdDSA"]] = Field(default=["RS256"],
-                                                                  min_length=1)
-    leeway_s: float = Field(default=30.0, ge=0, le=300)
-    default_tenant: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    jwks_cache_s: float = Field(default=300.0, gt=0)
-    jwks_min_refresh_s: float = Field(default=30.0, ge=0)
-    jwks_timeout_s: float = Field(default=5.0, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> JwtConfig:
-        if (self.jwks_url is None) == (self.jwks_file is None):
-            raise ValueError("give exactly one of jwks_url or jwks_file")
-        return self
-
-
-class AuthConfig(BaseModel):
-    """API keys and OIDC/JWT; neither configured means local dev mode (loopback only,
-    caller is local admin)."""
-
-    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
-    jwt: JwtConfig | None = None
-
-
-class StorageConfig(BaseModel):
-    """Postgres pool bounds (used when ``database_url`` is set) and SQLite durability.
-
-    ``sqlite_synchronous`` applies to the app tables and the checkpoints (both WAL):
-    ``normal`` (default) syncs to disk at WAL checkpoints, so a committed step survives a
-    killed process but the last few may roll back on power loss; ``full`` syncs every
-    commit, at several milliseconds per step on ordinary disks.
-    """
-
-    pool_min_size: int = Field(default=1, ge=1, le=100)
-    pool_max_size: int = Field(default=10, ge=1, le=200)
-    sqlite_synchronous: Literal["normal", "full"] = "normal"
-
-
-class RunsConfig(BaseModel):
-    """The run manager: concurrency, per-tenant rate limit, kill switch at start."""
-
-    max_concurrent: int = Field(default=4, ge=1, le=256)
-    rate_limit_per_minute: int = Field(default=60, ge=1)
-    paused: bool = False
-    disabled_tools: list[str] = Field(default_factory=list)
-    wait_timeout_s: float = Field(default=600.0, gt=0)
-    approval_ttl_s: float = Field(default=86_400.0, gt=0)  # when the rule names none
-    approval_sweep_s: float = Field(default=5.0, gt=0)  # how often expiries are checked
-
-
-class QueueConfig(BaseModel):
-    """Who executes runs, and the limits and timeouts of ownership (docs/scaling.md).
-
-    ``api_executes`` off (``foreman serve --workers 0``) makes the API enqueue runs for
-    ``foreman worker`` processes (needs ``database_url``). A claim not heartbeated for
-    ``stall_timeout_s`` is taken over; ``tenant_max_running`` caps one tenant's running
-    runs across every process.
-    """
-
-    api_executes: bool = True
-    worker_concurrency: int = Field(default=4, ge=1, le=256)
-    heartbeat_s: float = Field(default=2.0, gt=0)
-    stall_timeout_s: float = Field(default=10.0, gt=0)
-    tenant_max_running: int | None = Field(default=None, ge=1)
-    notify_every_ms: float = Field(default=50.0, ge=1)
-
-    @model_validator(mode="after")
-    def _stall_after_beats(self) -> QueueConfig:
-        if self.stall_timeout_s < 2 * self.heartbeat_s:
-            raise ValueError("stall_timeout_s must be at least twice heartbeat_s")
-        return self
-
-
-class TelemetryConfig(BaseModel):
-    """OpenTelemetry traces (also on whenever ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
-
-    enabled: bool = False
-    capture_content: bool = False  # prompts, responses, tool arguments/results (redacted)
-    service_name: str = "foreman"
-
-
-WebhookEvent = Literal["run.completed", "run.failed", "run.cancelled", "run.interrupted",
-                       "approval.expired"]
-
-
-class WebhookSubscription(BaseModel):
-    """A tenant's standing subscription: these events of its runs go to ``url``."""
-
-    tenant: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str = Field(max_length=2048)
-    events: list[WebhookEvent] = Field(default_factory=list)  # empty: every event
-    secret_env: str | None = None  # signs this subscription instead of the shared secret
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; use secret_env")
-        return url
-
-
-class WebhooksConfig(BaseModel):
-    """Signed webhook deliveries (Standard Webhooks) with retries."""
-
-    # The env var holding the signing secret; unset: a secret kept in the data dir.
-    secret_env: str = "FOREMAN_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
-    subscriptions: list[WebhookSubscription] = Field(default_factory=list)
-    allow_private_targets: bool = False  # run-body URLs on loopback / private addresses
-    max_attempts: int = Field(default=8, ge=1, le=50)
-    backoff_s: float = Field(default=2.0, gt=0)
-    max_backoff_s: float = Field(default=600.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    poll_s: float = Field(default=1.0, gt=0, le=60)
 
 
 class Settings(BaseSettings):

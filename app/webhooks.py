@@ -34,7 +34,8 @@ from standardwebhooks.webhooks import Webhook
 
 from app.db import Database
 from app.errors import ConfigError, InvalidRequest
-from app.settings import Settings, WebhooksConfig
+from app.ops_config import WebhooksConfig
+from app.settings import Settings
 from app.store import Store
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import jwt
 
+from app.auth_config import JwtConfig
 from app.errors import ConfigError, Unauthorized
-from app.settings import JwtConfig
 
 log = logging.getLogger(__name__)
 MAX_JWKS_BYTES = 1_000_000

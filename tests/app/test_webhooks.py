@@ -13,8 +13,9 @@ import pytest
 from app.api.auth import Principal
 from app.approvals import InlineResume
 from app.errors import InvalidRequest
+from app.ops_config import WebhooksConfig, WebhookSubscription
 from app.services import Services, open_services
-from app.settings import Settings, WebhooksConfig, WebhookSubscription
+from app.settings import Settings
 from app.webhooks import Webhooks, check_url, deliveries, shown_url
 from tests.fakes import WebhookReceiver as Receiver
 

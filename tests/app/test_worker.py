@@ -13,10 +13,10 @@ import pytest
 
 from app.broker import EventBroker
 from app.errors import Conflict
+from app.ops_config import QueueConfig
 from app.queue import RunQueue
 from app.queued_runs import QueuedRunManager
 from app.services import Services, open_services
-from app.settings import QueueConfig
 from app.worker import Worker
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder
