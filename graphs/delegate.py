@@ -41,7 +41,8 @@ def build_delegate(team: TeamSpec) -> Delegate:
     async def delegate(payload: DelegateInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
         runtime.context.events.emit("agent_started", {
             "agent": payload["agent"], "step_id": payload["step_id"],
-            "instruction": payload["instruction"], "round": payload["round"]})
+            "instruction": payload["instruction"], "round": payload["round"],
+            "about": payload.get("about", [])})
         out = await specialist.ainvoke(
             {**payload, "messages": [], "steps": 0, "queue": [], "cleared": None,
              "tools_used": []},

@@ -19,6 +19,7 @@ from graphs.approval import ask_budget, review_plan
 from graphs.delegate import build_delegate
 from graphs.ending import build_final, build_verify
 from graphs.errors import BudgetExhausted, ModelCallError
+from graphs.grounding import id_patterns, step_about
 from graphs.ledger import ProgressLedgerOut, TaskLedgerOut
 from graphs.manager_common import Manager, out_of_budget, stop, stop_reason
 from graphs.plan_check import check_plan
@@ -55,6 +56,7 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
     limits = team.limits
     m = Manager.of(team)
     system, names, views, signals = m.system, m.names, m.views, m.signals
+    id_kinds = {a.name: id_patterns(a.tools) for a in team.agents}
 
     async def plan(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
         ctx = runtime.context
@@ -165,9 +167,12 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         if not steps:
             return Command(goto="progress", update=update)
         ledger_brief = brief(ledger, results, limits.recent_results, limits.summary_chars)
+        goals = {p["id"]: p["goal"] for p in ledger["plan"]}
         sends = [Send("delegate", DelegateInput(
             round=rnd, index=i, step_id=s["step_id"], agent=s["agent"],
-            instruction=s["instruction"], brief=ledger_brief)) for i, s in enumerate(steps)]
+            instruction=s["instruction"], brief=ledger_brief, about=step_about(
+                id_kinds[s["agent"]], goals.get(s["step_id"], ""), s["instruction"],
+                state["task"]))) for i, s in enumerate(steps)]
         return Command(goto=sends, update=update)
 
     def review(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
