@@ -73,8 +73,8 @@ def ungrounded(state: SpecialistState) -> str:
     if not about or not used or any(t.get("about") for t in used):
         return ""
     calls = ", ".join(dict.fromkeys(t["name"] for t in used))
-    return (f"this step is about {', '.join(about)}, but none of its successful tool calls "
-            f"({calls}) involved {'it' if len(about) == 1 else 'any of them'}")
+    return (f"none of this step's successful tool calls ({calls}) involved "
+            f"{' or '.join(about)}, the id{'s' if len(about) > 1 else ''} it is about")
 
 
 def step_end(state: SpecialistState, status: str, summary: str,
