@@ -4,8 +4,8 @@ A drop settles a step as surely as doing it, so it needs what a ``cannot_proceed
 evidence the run holds. A step may be dropped when it is done already; when an attempt of
 it ended blocked or waiting for input, or one of its calls was denied or rejected; when two
 attempts ended without it done; when a step it depends on was dropped; or when another step
-of the same agent, not waiting on it, covers its goal (most of its words: a step the manager
-added in its place). Any other drop
+of the same agent, not waiting on it, covers its goal (most of its words): one in the plan,
+or one named in the same progress ledger, in its place. Any other drop
 is refused: the step stays in the plan, the manager is told why, and a ``claim_rejected``
 event records it. A dropped step keeps the evidence it was dropped on; only such a step
 counts as settled (see ``graphs.dispatch.unsettled``).
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.dispatch import done_ids
-from graphs.ledger import DropOut
+from graphs.ledger import DropOut, NextStepOut
 from graphs.plan_check import normalise_id
 from graphs.state import PlanStep, StepResult
 from graphs.views import status_of
@@ -42,15 +42,18 @@ def _words(goal: str) -> set[str]:
     return {w for w in _WORD.findall(goal.lower()) if len(w) >= 4 or any(c.isdigit() for c in w)}
 
 
-def covers(other: PlanStep, step: PlanStep) -> bool:
-    """``other`` does ``step``'s work: the same agent, and a goal holding most of its words."""
+def covers(agent: str, goal: str, step: PlanStep) -> bool:
+    """A step of ``agent`` with ``goal`` does ``step``'s work: the same agent, and a goal
+    holding most of its words."""
     words = _words(step["goal"])
-    return (other["agent"] == step["agent"] and bool(words)
-            and len(words & _words(other["goal"])) / len(words) >= COVERS_AT)
+    return (agent == step["agent"] and bool(words)
+            and len(words & _words(goal)) / len(words) >= COVERS_AT)
 
 
-def drop_evidence(step: PlanStep, plan: list[PlanStep], results: list[StepResult]) -> str:
-    """What in the record justifies dropping ``step`` ("" when nothing does)."""
+def drop_evidence(step: PlanStep, plan: list[PlanStep], results: list[StepResult],
+                  proposed: list[NextStepOut] | None = None) -> str:
+    """What in the record justifies dropping ``step`` ("" when nothing does); ``proposed``
+    are the next steps named with the drop (one may be the step added in its place)."""
     sid = step["id"]
     if sid in done_ids(results):
         return "it is done already"
@@ -70,14 +73,18 @@ def drop_evidence(step: PlanStep, plan: list[PlanStep], results: list[StepResult
         return f"it depends on dropped step {gone[0]}"
     covering = [s for s in plan if s["id"] != sid and not s.get("dropped")
                 and sid not in s["depends_on"]
-                and covers(s, step)]
+                and covers(s["agent"], s["goal"], step)]
     if covering:
         return f"step {covering[0]['id']} covers its goal"
+    added = [p for p in proposed or [] if p.step_id.strip() != sid
+             and covers(p.agent.strip() or step["agent"], p.instruction, step)]
+    if added:
+        return f"the next step named in its place covers its goal ({added[0].instruction[:80]})"
     return ""
 
 
-def apply_drops(plan: list[PlanStep], drops: list[DropOut],
-                results: list[StepResult]) -> Drops:
+def apply_drops(plan: list[PlanStep], drops: list[DropOut], results: list[StepResult],
+                proposed: list[NextStepOut] | None = None) -> Drops:
     """``plan`` with the drops the record justifies applied; the others refused."""
     ids = [s["id"] for s in plan]
     by_id = {s["id"]: s for s in plan}
@@ -90,7 +97,7 @@ def apply_drops(plan: list[PlanStep], drops: list[DropOut],
         if by_id[sid].get("dropped"):
             continue
         reason = d.reason or "dropped by the manager"
-        evidence = drop_evidence(by_id[sid], list(by_id.values()), results)
+        evidence = drop_evidence(by_id[sid], list(by_id.values()), results, proposed)
         if not evidence:
             claim = (f"drop of step {sid} refused ({reason}): nothing in the record shows it "
                      "cannot or need not be done (no attempt of it was blocked, denied or "

@@ -54,7 +54,7 @@ def decide(parsed: ProgressLedgerOut | None, ledger: TaskLedger, results: list[S
     out = Round()
     plan = list(ledger["plan"])
     if parsed is not None and parsed.drop_steps:
-        drops = apply_drops(plan, parsed.drop_steps, results)
+        drops = apply_drops(plan, parsed.drop_steps, results, parsed.next_steps)
         plan = drops.plan
         out.notes += drops.notes
         out.events += drops.events

@@ -10,7 +10,7 @@ from app.llm.scripted import ScriptedProvider
 from app.services import open_services
 from app.settings import Settings
 from graphs.drops import apply_drops, drop_evidence
-from graphs.ledger import DropOut, ProgressLedgerOut
+from graphs.ledger import DropOut, NextStepOut, ProgressLedgerOut
 from graphs.ports import ModelRequest
 from graphs.state import PlanStep, StepResult, TaskLedger, ToolTrace
 from graphs.verdicts import decide
@@ -59,6 +59,14 @@ def test_drops_evidence_the_record_can_hold() -> None:
     assert drop_evidence(s1, [*PLAN, added], []) == "step S3 covers its goal"
     waiting = PlanStep(**{**added, "depends_on": ["S1"]})
     assert drop_evidence(s1, [*PLAN, waiting], []) == ""
+    # Or a step named in its place in the same progress ledger; not one of another agent,
+    # nor a goal that only shares a word or two ("the ticket").
+    instead = NextStepOut(agent="researcher", instruction="Look up order O-5003 shipping status")
+    assert drop_evidence(s1, PLAN, [], [instead]).startswith("the next step named in its place")
+    other = NextStepOut(agent="communications", instruction=instead.instruction)
+    assert drop_evidence(s1, PLAN, [], [other]) == ""
+    close = PlanStep(id="S3", agent="researcher", goal="Close the status ticket", depends_on=[])
+    assert drop_evidence(s1, [*PLAN, close], []) == ""
 
 
 def test_drops_refused_without_evidence_keep_the_step_open() -> None:
