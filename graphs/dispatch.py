@@ -59,9 +59,11 @@ def ready_steps(plan: list[PlanStep], results: list[StepResult], since: int) -> 
 
 
 def unsettled(plan: list[PlanStep], results: list[StepResult]) -> list[str]:
-    """Ids of plan steps neither done nor dropped."""
+    """Ids of plan steps neither done nor dropped on evidence (``graphs.drops``): a step
+    dropped without it is still open, and a run with one open cannot be satisfied."""
     done = done_ids(results)
-    return [s["id"] for s in plan if s["id"] not in done and not s.get("dropped")]
+    return [s["id"] for s in plan if s["id"] not in done
+            and not (s.get("dropped") and s.get("drop_evidence"))]
 
 
 def _similarity(a: str, b: str) -> float:

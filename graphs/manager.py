@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
@@ -17,40 +16,21 @@ from pydantic import ValidationError
 
 import prompts
 from graphs.approval import ask_budget, review_plan
+from graphs.delegate import build_delegate
+from graphs.ending import build_final, build_verify
 from graphs.errors import BudgetExhausted, ModelCallError
-from graphs.ledger import ProgressLedgerOut, TaskLedgerOut, VerdictOut
+from graphs.grounding import id_patterns, step_about
+from graphs.ledger import ProgressLedgerOut, TaskLedgerOut
+from graphs.manager_common import Manager, out_of_budget, stop, stop_reason
 from graphs.plan_check import check_plan
 from graphs.planning import fallback_ledger, usable_plan
-from graphs.ports import (
-    BUDGET_ACTION,
-    GateAction,
-    GateRequest,
-    Memory,
-    MemoryNote,
-    Message,
-    ModelRequest,
-    RunContext,
-    Trust,
-)
-from graphs.specialist import build_specialist, thread_of
-from graphs.state import DelegateInput, Fact, ManagerState, StepResult, TaskLedger, settled
+from graphs.ports import BUDGET_ACTION, GateAction, GateRequest, Memory, RunContext
+from graphs.specialist import thread_of
+from graphs.state import DelegateInput, ManagerState, TaskLedger
 from graphs.structured import ask_structured
 from graphs.team import TeamSpec
 from graphs.verdicts import decide
-from graphs.views import (
-    ENDINGS,
-    brief,
-    data_block,
-    done_steps,
-    dumps,
-    fallback_answer,
-    fingerprint,
-    nothing_done_answer,
-    plan_status,
-    prompt_json,
-    step_records,
-)
-from graphs.views import recent_results as recent_view
+from graphs.views import brief, data_block, dumps
 from tools.spec import Risk, SideEffect
 
 MAX_BUDGET_EXTENSIONS = 3
@@ -62,10 +42,6 @@ def recursion_limit(team: TeamSpec) -> int:
     return (lim.max_rounds + lim.max_replans + 2) * 4 + 10 + 2 * MAX_BUDGET_EXTENSIONS
 
 
-def _stop_reason(err: ModelCallError) -> str:
-    return "budget_exhausted" if isinstance(err, BudgetExhausted) else "model_unavailable"
-
-
 async def _recalled(memory: Memory | None, task: str) -> str:
     """What the thread remembers about ``task``, as one labelled data block (or "")."""
     notes = await memory.recall(thread_of(), task) if memory else []
@@ -75,46 +51,12 @@ async def _recalled(memory: Memory | None, task: str) -> str:
                                         "trust": n.trust.value} for n in notes]))
 
 
-def _fact(team: TeamSpec, result: StepResult) -> Fact:
-    """The step's report as a fact with provenance; untrusted when it read document text."""
-    agent = team.agent(result["agent"])
-    used = [t for t in result["tools"] if t["ok"]]
-    untrusted = any((spec := agent.tool(t["name"]) if agent else None) is None
-                    or spec.untrusted_output for t in used)
-    return Fact(text=result["summary"], agent=result["agent"], step_id=result["step_id"],
-                round=result["round"], trust=(Trust.UNTRUSTED if untrusted else Trust.AGENT).value,
-                tools=[f"{t['name']}@{t['result_sha256'][:12]}" for t in used])
-
-
 def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any]:
     """The uncompiled manager graph for ``team``; compile it with a checkpointer."""
     limits = team.limits
-    agents = [{"name": a.name, "description": a.description} for a in team.agents]
-    system: Message = {"role": "system", "content": prompts.render(
-        "manager_system.j2", team=team.name, agents=agents)}
-    specialist = build_specialist(team).compile()
-    names = team.agent_names
-
-    def views(state: ManagerState) -> dict[str, Any]:
-        results = state.get("results", [])
-        recent, omitted = recent_view(results, limits.recent_results, limits.summary_chars)
-        return {
-            "task": state["task"],
-            "ledger_json": prompt_json(state["ledger"]),
-            "status_json": prompt_json(plan_status(state["ledger"], results)),
-            "results_json": prompt_json(recent),
-            "omitted": omitted,
-        }
-
-    def signals(state: ManagerState, **extra: Any) -> dict[str, Any]:
-        return {"round": state.get("round", 0), "replans": state.get("replans", 0),
-                "stalls": state.get("stall_count", 0), "task_chars": len(state["task"]),
-                "agents": len(names), **extra}
-
-    def failure_signals(state: ManagerState) -> dict[str, Any]:
-        # What went wrong last round, so the router can give this round a stronger model.
-        failure = state.get("last_failure")
-        return {"failure": failure, "rejections": state.get("rejections", 0)} if failure else {}
+    m = Manager.of(team)
+    system, names, views, signals = m.system, m.names, m.views, m.signals
+    id_kinds = {a.name: id_patterns(a.tools) for a in team.agents}
 
     async def plan(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
         ctx = runtime.context
@@ -131,7 +73,7 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             checked, seen = await usable_plan(ctx.router, messages, parsed, names, "plan",
                                               signals(state, phase="plan"))
         except ModelCallError as e:
-            notes, goto, reason = [f"planning failed: {e}"], "final", _stop_reason(e)
+            notes, goto, reason = [f"planning failed: {e}"], "final", stop_reason(e)
         notes = [*notes, *seen.pop("notes", [])]
         ledger = checked or fallback_ledger(team, state["task"])
         ctx.events.emit("plan_created", {"ledger": ledger, "notes": notes, **seen})
@@ -141,13 +83,6 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         if reason:
             update["stop_reason"] = reason
         return Command(goto=goto, update=update)
-
-    def stop(reason: str, **update: Any) -> Command[str]:
-        return Command(goto="final", update={**update, "stop_reason": reason})
-
-    def out_of_budget(resume_at: str, err: BudgetExhausted) -> Command[str]:
-        return Command(goto="budget", update={"budget_resume": resume_at,
-                                              "notes": [f"out of budget: {err}"]})
 
     def budget(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
         """Ask an approver to extend the run's budget, if the policy says one may."""
@@ -192,11 +127,11 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
                 ctx.router, role="manager.progress",
                 messages=[system, {"role": "user", "content": content}],
                 schema=ProgressLedgerOut, call_key=f"r{rnd}/progress",
-                signals=signals(state, phase="progress", **failure_signals(state)))
+                signals=signals(state, phase="progress", **m.failure_signals(state)))
         except BudgetExhausted as e:
             return out_of_budget("progress", e)
         except ModelCallError as e:
-            return stop(_stop_reason(e), round=rnd, notes=[f"progress check failed: {e}"])
+            return stop(stop_reason(e), round=rnd, notes=[f"progress check failed: {e}"])
         decision = decide(parsed, state["ledger"], results, since=state.get("plan_since", 0),
                           agents=names, task=state["task"], limit=limits.max_parallel,
                           looping=looping)
@@ -232,9 +167,12 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         if not steps:
             return Command(goto="progress", update=update)
         ledger_brief = brief(ledger, results, limits.recent_results, limits.summary_chars)
+        goals = {p["id"]: p["goal"] for p in ledger["plan"]}
         sends = [Send("delegate", DelegateInput(
             round=rnd, index=i, step_id=s["step_id"], agent=s["agent"],
-            instruction=s["instruction"], brief=ledger_brief)) for i, s in enumerate(steps)]
+            instruction=s["instruction"], brief=ledger_brief, about=step_about(
+                id_kinds[s["agent"]], goals.get(s["step_id"], ""), s["instruction"],
+                state["task"]))) for i, s in enumerate(steps)]
         return Command(goto=sends, update=update)
 
     def review(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
@@ -264,69 +202,6 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             return stop("plan_rejected")
         return Command(goto="replan", update={"evidence": [
             f"plan reviewer asked for changes: {answer.message or 'no reason given'}"]})
-
-    async def delegate(payload: DelegateInput, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        runtime.context.events.emit("agent_started", {
-            "agent": payload["agent"], "step_id": payload["step_id"],
-            "instruction": payload["instruction"], "round": payload["round"]})
-        out = await specialist.ainvoke(
-            {**payload, "messages": [], "steps": 0, "queue": [], "cleared": None,
-             "tools_used": []},
-            {**get_config(), "recursion_limit": limits.specialist_max_steps * 12 + 10})
-        result = StepResult(
-            round=payload["round"], step_id=payload["step_id"], agent=payload["agent"],
-            instruction=payload["instruction"], summary=out["summary"], ok=out["ok"],
-            tools=out.get("tools_used", []), status=out.get("status") or (
-                "done" if out["ok"] else "blocked"), report=out.get("report") or {},
-            fingerprint=fingerprint(payload["agent"], payload["instruction"],
-                                    out.get("tools_used", [])))
-        runtime.context.events.emit("agent_finished", {
-            "agent": payload["agent"], "step_id": payload["step_id"], "ok": out["ok"],
-            "status": result.get("status"), "summary": out["summary"][: limits.summary_chars]})
-        if not result["ok"]:
-            return {"results": [result]}
-        fact = _fact(team, result)
-        memory = runtime.context.memory
-        if memory is not None:
-            thread = thread_of()
-            await memory.remember(thread, MemoryNote(
-                key=f"{thread}/r{fact['round']}/{fact['step_id']}/{fact['agent']}",
-                text=fact["text"], source=f"agent:{fact['agent']}", trust=Trust(fact["trust"]),
-                agent=fact["agent"], tools=tuple(fact["tools"])))
-        return {"results": [result], "established": [fact]}
-
-    async def verify(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
-        ctx = runtime.context
-        rnd = state.get("round", 0)
-        content = prompts.render("verify.j2", **views(state))
-        try:
-            verdict, problems = await ask_structured(
-                ctx.router, role="manager.verify",
-                messages=[system, {"role": "user", "content": content}], schema=VerdictOut,
-                call_key=f"r{rnd}/verify", signals=signals(state, phase="verify"))
-        except BudgetExhausted as e:
-            return out_of_budget("verify", e)
-        except ModelCallError as e:
-            return stop(_stop_reason(e), notes=[f"verification failed: {e}"])
-        ctx.events.emit("verification", {"round": rnd,
-                                         "verdict": verdict.model_dump() if verdict else None})
-        if verdict is not None and verdict.verified:
-            return stop("satisfied")
-        reason = verdict.reason if verdict else "the verifier's output was unusable"
-        missing = verdict.missing if verdict else []
-        notes = [*problems, f"verification rejected completion: {reason}",
-                 *(f"missing: {m}" for m in missing)]
-        evidence = [*state.get("evidence", []), f"round {rnd}: verifier rejected ({reason})"]
-        stall_count = state.get("stall_count", 0) + 1
-        rejected = {"last_failure": "verifier_rejected",
-                    "rejections": state.get("rejections", 0) + 1}
-        if stall_count >= limits.max_stalls:
-            if state.get("replans", 0) < limits.max_replans:
-                return Command(goto="replan", update={
-                    "notes": notes, "stall_count": stall_count, "evidence": evidence, **rejected})
-            return stop("unverified", notes=notes, stall_count=stall_count)
-        return Command(goto="progress", update={"notes": notes, "stall_count": stall_count,
-                                                "evidence": evidence, **rejected})
 
     async def replan(state: ManagerState, runtime: Runtime[RunContext]) -> Command[str]:
         ctx = runtime.context
@@ -360,37 +235,6 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
             "plan_since": state.get("round", 0),
             "notes": [*notes, f"replanned ({number}) after: {'; '.join(problems[-3:])}"]})
 
-    async def final(state: ManagerState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        ctx = runtime.context
-        reason = state.get("stop_reason", "satisfied")
-        results = state.get("results", [])
-        done = done_steps(results)
-        answer = ""
-        if not done:
-            # Nothing completed: there is nothing a model could ground an answer in.
-            answer = nothing_done_answer(state["task"], reason, results,
-                                         list(state.get("notes", [])))
-        else:
-            content = prompts.render(
-                "final.j2", task=state["task"], stop_reason=reason,
-                ending=ENDINGS.get(reason, reason),
-                status_json=prompt_json(plan_status(state["ledger"], results)),
-                records_json=prompt_json(step_records(results, 4 * limits.recent_results,
-                                                      limits.summary_chars)))
-            try:
-                response = await ctx.router.complete(ModelRequest(
-                    role="manager.final",
-                    messages=[system, {"role": "user", "content": content}], call_key="final",
-                    signals=signals(state, phase="final", stop_reason=reason)))
-                answer = (response.content or "").strip()
-            except ModelCallError:
-                answer = ""
-        if not answer:
-            answer = fallback_answer(state["task"], reason, results)
-        return {"final_answer": answer, "stop_reason": reason,
-                "notes": [f"{len(done)} of {len(state['ledger']['plan'])} plan steps done"],
-                **settled(state)}
-
     graph: StateGraph[ManagerState, RunContext, Any, Any] = StateGraph(
         ManagerState, context_schema=RunContext)
     graph.add_node("plan", plan, destinations=("review_plan", "progress", "final"))
@@ -400,11 +244,12 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
     graph.add_node("budget", budget, destinations=("progress", "verify", "final"))
     # add_node's overloads are typed for the graph's own state; a Send payload node
     # (input_schema=DelegateInput) does not fit them, so it is passed untyped.
-    delegate_node: Any = delegate
+    delegate_node: Any = build_delegate(team)
     graph.add_node("delegate", delegate_node, input_schema=DelegateInput)
-    graph.add_node("verify", verify, destinations=("final", "replan", "progress", "budget"))
+    graph.add_node("verify", build_verify(m),
+                   destinations=("final", "replan", "progress", "budget"))
     graph.add_node("replan", replan, destinations=("review_plan", "progress"))
-    graph.add_node("final", final)
+    graph.add_node("final", build_final(m))
     graph.add_edge(START, "plan")
     graph.add_edge("delegate", "progress")
     graph.add_edge("final", END)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 import prompts
 from graphs.approval import ask_approval
 from graphs.errors import ModelCallError
+from graphs.grounding import mentioned
 from graphs.ports import GateAction, GateRequest, ModelRequest, RunContext, ToolInvocation
 from graphs.report import (
     REPORT_TOOL,
@@ -64,6 +65,18 @@ def _succeeded(state: SpecialistState) -> bool:
     return any(t["ok"] for t in state.get("tools_used", []))
 
 
+def ungrounded(state: SpecialistState) -> str:
+    """Why this step's successful calls do not back a ``done`` ("" when they do): the step
+    names ids, and no successful call's arguments or result involved any of them."""
+    about = state.get("about") or []
+    used = [t for t in state.get("tools_used", []) if t["ok"]]
+    if not about or not used or any(t.get("about") for t in used):
+        return ""
+    calls = ", ".join(dict.fromkeys(t["name"] for t in used))
+    return (f"none of this step's successful tool calls ({calls}) involved "
+            f"{' or '.join(about)}, the id{'s' if len(about) > 1 else ''} it is about")
+
+
 def step_end(state: SpecialistState, status: str, summary: str,
             report: dict[str, Any], content: str) -> dict[str, Any]:
     """The step's end: a claimed ``done`` counts only with a successful tool call behind it,
@@ -75,6 +88,8 @@ def step_end(state: SpecialistState, status: str, summary: str,
     elif status == "done" and not _succeeded(state):
         status, summary = "unclear", ("NOT VERIFIED: reported done, but no tool call of "
                                       f"this step succeeded. {summary}")
+    elif status == "done" and (why := ungrounded(state)):
+        status, summary = "unclear", f"NOT VERIFIED: reported done, but {why}. {summary}"
     elif status == "unclear":
         summary = f"UNCLEAR: the reply neither reports done nor blocked. {summary}"
     elif status != "done" and not summary.upper().startswith(status.upper()):
@@ -202,6 +217,18 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                 call["id"], "tool:report", {"error": error}))
             return Command(goto="think", update={
                 **update, "arg_errors": state.get("arg_errors", 0) + 1, "fresh_arg_errors": 1})
+        nudges = state.get("nudges", 0)
+        why = ungrounded(state) if report.status == "done" else ""
+        if why and nudges < MAX_NUDGES:
+            # Sent back once: the agent may still look up what its step is about.
+            error = (f"report not accepted: {why}. Call a tool about "
+                     f"{', '.join(state.get('about') or [])}, or report blocked and say why")
+            runtime.context.events.emit("tool_result", {
+                "agent": state["agent"], "tool": REPORT_TOOL, "tool_call_id": call["id"],
+                "ok": False, "executed": False, "error": error})
+            update["messages"] = new_messages(*update["messages"], _tool_message(
+                call["id"], "tool:report", {"error": error}))
+            return Command(goto="think", update={**update, "nudges": nudges + 1})
         done = step_end(state, report.status, summary_of(report),
                        report.model_dump(exclude={"status", "summary"}), "")
         return Command(goto=END, update={**update, **done})
@@ -295,6 +322,9 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         })
         trace = ToolTrace(name=cleared["name"], args_sha256=args_sha256(cleared["args"]),
                           ok=outcome.ok, result_sha256=sha256(dict(outcome.data)))
+        if state.get("about"):
+            trace["about"] = mentioned(state.get("about") or [], cleared["args"],
+                                       dict(outcome.data))
         update = {
             "cleared": None,
             "messages": new_messages(_tool_message(cleared["id"], f"tool:{cleared['name']}",

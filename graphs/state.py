@@ -59,7 +59,8 @@ class PlanStep(TypedDict):
     agent: str
     goal: str
     depends_on: list[str]
-    dropped: NotRequired[str]  # why the manager dropped it; a dropped step is settled
+    dropped: NotRequired[str]  # why the manager dropped it
+    drop_evidence: NotRequired[str]  # what in the record justified it (see graphs/drops.py)
 
 
 class Facts(TypedDict):
@@ -95,6 +96,7 @@ class ToolTrace(TypedDict):
     ok: bool
     result_sha256: str
     refused: NotRequired[str]  # why it never ran: denied | rejected | not_allowed | invalid
+    about: NotRequired[list[str]]  # which of the step's ids its arguments or result mention
 
 
 class StepResult(TypedDict):
@@ -175,6 +177,7 @@ class DelegateInput(TypedDict):
     agent: str
     instruction: str
     brief: str
+    about: NotRequired[list[str]]  # the ids the step is about (see graphs/grounding.py)
 
 
 class PendingCall(TypedDict):
@@ -196,6 +199,7 @@ class SpecialistState(TypedDict, total=False):
     agent: str
     instruction: str
     brief: str  # read once, into the system message; cleared after the first model call
+    about: list[str]  # the ids the step is about: a done needs a tool call involving one
     # Append-only: think, refuse and act return just the messages they add.
     messages: Annotated[list[dict[str, Any]],
                         DeltaChannel(append_writes, snapshot_frequency=LIST_SNAPSHOT_EVERY)]

@@ -1,10 +1,11 @@
 """One round's decision: the progress ledger's claims checked against the run's record.
 
-The model may say the request is satisfied, that the run cannot proceed, and which steps to
-run next. Foreman believes what the record backs: "satisfied" needs every plan step done or
-dropped; "cannot proceed" needs evidence (a rejected approval, a denied call, a step
-reported blocked); next steps run only when their dependencies are done; and when nothing
-the model named can run while plan steps are ready, those run.
+The model may say the request is satisfied, that the run cannot proceed, which steps to
+run next and which to drop. Foreman believes what the record backs: "satisfied" needs every
+plan step done or dropped on evidence; "cannot proceed" needs evidence (a rejected approval,
+a denied call, a step reported blocked); a drop needs evidence too (``graphs.drops``); next
+steps run only when their dependencies are done; and when nothing the model named can run
+while plan steps are ready, those run.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.dispatch import auto_dispatch, done_ids, ready_steps, resolve, unsettled
+from graphs.drops import apply_drops
 from graphs.ledger import ProgressLedgerOut
-from graphs.plan_check import normalise_id
-from graphs.state import NextStep, PlanStep, StepResult, TaskLedger
+from graphs.state import NextStep, StepResult, TaskLedger
 from graphs.views import status_of
 
 
@@ -46,21 +47,6 @@ def blocking_evidence(results: list[StepResult]) -> list[str]:
     return found
 
 
-def _drop(plan: list[PlanStep], parsed: ProgressLedgerOut, out: Round) -> list[PlanStep]:
-    ids = [s["id"] for s in plan]
-    by_id = {s["id"]: s for s in plan}
-    for d in parsed.drop_steps:
-        sid = normalise_id(d.step_id, ids)
-        if sid is None:
-            out.notes.append(f"drop of {d.step_id!r} ignored: it names no plan step")
-            continue
-        reason = d.reason or "dropped by the manager"
-        by_id[sid] = PlanStep(**{**by_id[sid], "dropped": reason})
-        out.events.append(("step_dropped", {"step_id": sid, "reason": reason}))
-        out.notes.append(f"step {sid} dropped: {reason}")
-    return [by_id[i] for i in ids]
-
-
 def decide(parsed: ProgressLedgerOut | None, ledger: TaskLedger, results: list[StepResult],
            *, since: int, agents: list[str], task: str, limit: int,
            looping: bool) -> Round:
@@ -68,7 +54,10 @@ def decide(parsed: ProgressLedgerOut | None, ledger: TaskLedger, results: list[S
     out = Round()
     plan = list(ledger["plan"])
     if parsed is not None and parsed.drop_steps:
-        plan = _drop(plan, parsed, out)
+        drops = apply_drops(plan, parsed.drop_steps, results, parsed.next_steps)
+        plan = drops.plan
+        out.notes += drops.notes
+        out.events += drops.events
     chosen = resolve(parsed.next_steps if parsed else [], plan, agents, results, limit)
     out.notes += chosen.notes
     out.events += chosen.events
@@ -83,7 +72,7 @@ def decide(parsed: ProgressLedgerOut | None, ledger: TaskLedger, results: list[S
     if out.satisfied and open_ids:
         out.satisfied = False
         claim = (f"the request was claimed satisfied, but plan step(s) {', '.join(open_ids)} "
-                 "are neither done nor dropped")
+                 "are neither done nor dropped on evidence")
         out.notes.append(claim)
         out.events.append(("claim_rejected", {"claim": "is_request_satisfied",
                                               "reason": claim, "open_steps": open_ids}))
