@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from evals.cli import run_selection
+from evals.cli import run_eval, run_selection
 from evals.gate import CI, CI_SCENARIOS, FULL, baseline_of, gate, load_baseline, notes
 from evals.report import summarise
 from evals.scenario import load_suite
@@ -125,3 +125,13 @@ def test_gate_ci_subset_holds_its_committed_baseline(tmp_path: Path) -> None:
     assert out["failures"] == [], "\n".join(out["failures"])
     assert report["meta"]["gate"] == "against baseline-ci.json"
     assert {r["scenario"] for r in out["records"]} == set(CI_SCENARIOS)
+
+
+def test_gate_is_not_applied_to_a_filtered_run(tmp_path: Path) -> None:
+    code = run_eval(policies=["routed"], seeds=1, report=tmp_path,
+                    pattern="support-plan-review-reject", workers=0, retrieval=False)
+    report = json.loads((tmp_path / "eval-report.json").read_text())
+
+    assert code == 0 and report["gate_failures"] == []
+    assert report["meta"]["gate"].startswith("not applied: this run covers part")
+    assert "not applied" in (tmp_path / "eval-report.md").read_text()
