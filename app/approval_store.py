@@ -115,14 +115,16 @@ class ApprovalRows:
         return seq
 
     def settle_approval(self: Any, approval_id: str, status: str, decision: str,
-                        decided_by: str, message: str, event: Mapping[str, Any]) -> int | None:
-        """Mark a pending approval decided/expired (once) with its event (its sequence
-        number); None when it was no longer pending."""
+                        decided_by: str, message: str, event: Mapping[str, Any],
+                        at: float | None = None) -> int | None:
+        """Mark a pending approval decided/expired (once, at ``at``: default now) with its
+        event (its sequence number); None when it was no longer pending."""
         with self.db.tx() as c:
             done = c.run("UPDATE approvals SET status = ?, decision = ?, decided_by = ?,"
                          " message = ?, decided_at = ? WHERE id = ? AND status = 'pending'"
                          " RETURNING run_id", (status, decision, decided_by, message,
-                                               time.time(), approval_id))
+                                               time.time() if at is None else at,
+                                               approval_id))
             if not done:
                 return None
             seq: int = self.event_in(c, done[0]["run_id"], "approval_decided", event,

@@ -289,7 +289,7 @@ class ApprovalService:
                      "decision": "expired", "by": EXPIRY_ACTOR, "message": message,
                      "args_sha256": row.args_sha256}
             if self.store.settle_approval(row.id, "expired", "reject", EXPIRY_ACTOR, message,
-                                          event) is None:
+                                          event, at=now) is None:
                 continue
             expired.append(row.id)
             run = self.store.get_run(row.run_id)

@@ -248,8 +248,11 @@ def eval_(suite: Annotated[Path | None, typer.Option(
           filter_: Annotated[str | None, typer.Option(
               "--filter", help="Glob or substring on scenario id or category.")] = None,
           workers: Annotated[int, typer.Option(min=0, max=8, help="Worker processes.")] = 2,
-          update_baseline: Annotated[bool, typer.Option(
-              "--update-baseline", help="Write evals/baseline.json from this run.")] = False,
+          write_baseline: Annotated[bool, typer.Option(
+              "--write-baseline", help="Measure the full suite and the CI subset and "
+              "rewrite evals/baseline.json and evals/baseline-ci.json.")] = False,
+          ci: Annotated[bool, typer.Option(
+              "--ci", help="The fast subset against evals/baseline-ci.json.")] = False,
           live: Annotated[bool, typer.Option(
               "--live", help="Against the configured real models (docs/models.md).")] = False,
           config: ConfigOpt = None) -> None:
@@ -265,10 +268,14 @@ def eval_(suite: Annotated[Path | None, typer.Option(
     if config is not None:  # a project's own teams, tools and playbooks (worker processes too)
         _settings(config)
         os.environ["FOREMAN_EVAL_CONFIG"] = str(config.resolve())
-    from evals.cli import run_eval
+    from evals.cli import run_ci, run_eval, write_baselines
 
+    if write_baseline:
+        raise typer.Exit(write_baselines(report, workers))
+    if ci:
+        raise typer.Exit(run_ci(report, workers))
     raise typer.Exit(run_eval(suite, cast("list[PolicyName]", policy) or None, seeds, report,
-                              filter_, workers, update_baseline=update_baseline))
+                              filter_, workers))
 
 
 @sandbox_app.command("reset")

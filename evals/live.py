@@ -25,12 +25,15 @@ from app.settings import Settings
 from evals.faults import raising_tools
 from evals.metrics import score
 from evals.report import git_sha
-from evals.runner import HashingEmbedder, _answer
+from evals.runner import HashingEmbedder, Human, answer_pauses
 from evals.scenario import SUITE_DIR, Scenario, load_suite
 from evals.world import gold_shape, prepare, snapshot
-from tools.spec import args_sha256
 
 MAX_RESUMES = 12
+PROMPT_DEFENCES = ("prompt defences: the configured models decide whether to follow "
+                   "instructions planted in tool output (the offline suite's injection "
+                   "figures measure the deterministic defences, with a scripted model that "
+                   "always obeys)")
 
 
 def live_settings(base: Settings, scenario: Scenario, data_dir: Path) -> Settings:
@@ -55,9 +58,7 @@ async def run_live(scenario: Scenario, base: Settings, workdir: Path) -> dict[st
     settings = live_settings(base, scenario, data)
     prepare(data / "sandbox.db", scenario.fixture)
     before = snapshot(data / "sandbox.db")
-    asked: list[str] = []
-    decisions: list[dict[str, Any]] = []
-    used: set[int] = set()
+    human = Human(scenario)
     obs: dict[str, Any] = {"status": "error", "stop_reason": None, "events": []}
     limit = (settings.budgets.run_wall_s or 900.0) + 60
     started = time.perf_counter()
@@ -66,32 +67,15 @@ async def run_live(scenario: Scenario, base: Settings, workdir: Path) -> dict[st
             try:
                 result = await asyncio.wait_for(s.runner.start(
                     scenario.task, scenario.team, budget_usd=scenario.budget_usd), limit)
-                for _ in range(MAX_RESUMES):
-                    if result.status != "interrupted":
-                        break
-                    answers = {}
-                    for p in result.interrupts:
-                        action = str(p.value["action_request"]["action"])
-                        asked.append(action)
-                        i = next((i for i, a in enumerate(scenario.approvals)
-                                  if a.action == action and i not in used), None)
-                        rule = scenario.approvals[i] if i is not None else None
-                        if i is not None:
-                            used.add(i)
-                        answers[p.id] = _answer(rule, p)
-                        decisions.append({"action": action,
-                                          "decision": rule.decision if rule else "reject",
-                                          "args_sha256": p.value.get("args_sha256") or
-                                          args_sha256(p.value["action_request"]["args"])})
-                    result = await asyncio.wait_for(
-                        s.runner.resume(result.thread_id, answers), limit)
+                result = await answer_pauses(s, human, result, limit,
+                                             max_resumes=MAX_RESUMES)
                 obs.update(status=result.status, stop_reason=result.stop_reason,
                            final_answer=result.final_answer, error=result.error,
                            events=s.store.events(result.run_id))
             except TimeoutError:
                 obs["error"] = f"run exceeded {limit:.0f}s"
-    obs.update(before=before, after=snapshot(data / "sandbox.db"), asked=asked,
-               decisions=decisions, wall_s=round(time.perf_counter() - started, 3))
+    obs.update(before=before, after=snapshot(data / "sandbox.db"), asked=human.asked,
+               decisions=human.decisions, wall_s=round(time.perf_counter() - started, 3))
     record = score(scenario, obs, gold_shape(scenario, data))
     models = sorted({e["data"]["model"] for e in obs["events"] if e["type"] == "model_call"})
     record.update(policy="live", seed=0, models=models)
@@ -125,7 +109,8 @@ def live_eval(settings: Settings, suite: Path | None = None, report: Path = Path
             console.print(f"  {scenario.id}: {'pass' if rec['passed'] else 'FAIL'} "
                           f"({rec['status']}/{rec['stop_reason']}, {rec['model_calls']} calls, "
                           f"${rec['cost_usd']:.4f}, {rec['wall_s']:.0f}s)")
-    meta = {"mode": "live", "models": roles, "git_sha": git_sha(Path(__file__).parents[1]),
+    meta = {"mode": "live", "models": roles, "injection_measures": PROMPT_DEFENCES,
+            "git_sha": git_sha(Path(__file__).parents[1]),
             "skipped_wire_scenarios": skipped,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     paths = _write(report, records, meta)
@@ -146,7 +131,8 @@ def _write(folder: Path, records: list[dict[str, Any]], meta: dict[str, Any]) ->
     lines = ["# Foreman eval — live", "",
              "Models: " + "; ".join(f"`{r}` → `{m}`" for r, m in meta["models"].items()), "",
              f"{passed} of {len(records)} runs passed (git {meta['git_sha']}, {meta['created']}).",
-             "", "| scenario | passed | task success | status | stop reason | calls | cost USD |",
+             "", f"Injection scenarios here measure {PROMPT_DEFENCES}.", "",
+             "| scenario | passed | task success | status | stop reason | calls | cost USD |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['scenario']} | {r['passed']} | {r['task_success']} | {r['status']} | "
               f"{r['stop_reason']} | {r['model_calls']} | {r['cost_usd']:.4f} |" for r in records]

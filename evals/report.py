@@ -1,5 +1,5 @@
-"""Reports (JSON, Markdown, HTML with the cost-vs-success chart, JUnit XML) and the
-baseline gate: success must not drop and cost must not rise beyond a tolerance."""
+"""Reports: JSON, Markdown, HTML with the cost-vs-success chart, and JUnit XML; the gate
+they show is evals/gate.py's."""
 
 from __future__ import annotations
 
@@ -14,9 +14,20 @@ from typing import Any
 
 from evals.metrics import aggregate, by_scenario
 
-BASELINE = Path(__file__).parent / "baseline.json"
-SUCCESS_TOLERANCE = 0.02  # absolute drop in success rate
-COST_TOLERANCE = 0.10  # relative rise in cost
+# What each figure measures, where its name alone would overstate it.
+MEASURES = {
+    "injection_attack_success_rate": (
+        "deterministic defences (scripted obedient model): the scripted specialists obey "
+        "every instruction planted in tool output, so this is the share of attacks that got "
+        "past the policy gate, approvals and tool-output fencing; prompt defences (a model "
+        "that declines) are measured by the live suite, `foreman eval --live`"),
+    "cost_usd": ("router price table × tokens counted by litellm's tokenizer for each model; "
+                 "the scripted models are priced like their cloud counterparts"),
+    "success_under_noise": (
+        "task success of the runs in which a seeded slip hit (evals/faults.py NOISE_RATES: "
+        "3% of small-tier calls, 1% of large-tier calls, seeds ≥ 1)"),
+}
+INJECTION_LABEL = "injection success, deterministic defences (scripted obedient model)"
 METRICS = ("success", "pass^1", "pass^4", "tool_f1", "arg_accuracy", "trajectory_match",
            "approvals_ok", "rounds", "model_calls", "cost_usd")
 
@@ -38,48 +49,6 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in records if r["policy"] == policy]
         out[policy] = {"aggregate": aggregate(rs), "scenarios": by_scenario(rs)}
     return out
-
-
-def load_baseline(path: Path = BASELINE) -> dict[str, Any] | None:
-    """The committed baseline, if there is one."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def baseline_of(summary: dict[str, Any], seeds: int) -> dict[str, Any]:
-    """What a baseline keeps: per policy and scenario, success rate and mean cost."""
-    return {"seeds": seeds, "policies": {p: {sid: {"success": v["success"],
-                                                   "cost_usd": v["cost_usd"]}
-                                             for sid, v in s["scenarios"].items()}
-                                         for p, s in summary.items()}}
-
-
-def gate(summary: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
-    """Failures against the baseline, compared over the scenarios both runs have."""
-    if baseline is None:
-        return []
-    failures: list[str] = []
-    for policy, s in summary.items():
-        base = baseline["policies"].get(policy)
-        if not base:
-            continue
-        common = sorted(set(base) & set(s["scenarios"]))
-        if not common:
-            continue
-        now = s["scenarios"]
-        for sid in common:
-            if now[sid]["success"] < base[sid]["success"] - SUCCESS_TOLERANCE - 1e-9:
-                failures.append(f"{policy}: {sid} success {base[sid]['success']:.2f} → "
-                                f"{now[sid]['success']:.2f}")
-        was = sum(base[i]["success"] for i in common) / len(common)
-        got = sum(now[i]["success"] for i in common) / len(common)
-        if got < was - SUCCESS_TOLERANCE - 1e-9:
-            failures.append(f"{policy}: success {was:.3f} → {got:.3f}")
-        cost_was = sum(base[i]["cost_usd"] for i in common)
-        cost_now = sum(now[i]["cost_usd"] for i in common)
-        if cost_was > 0 and cost_now > cost_was * (1 + COST_TOLERANCE):
-            failures.append(f"{policy}: cost ${cost_was:.4f} → ${cost_now:.4f} "
-                            f"(+{cost_now / cost_was - 1:.0%}, tolerance {COST_TOLERANCE:.0%})")
-    return failures
 
 
 def _fmt(v: Any) -> str:
@@ -105,13 +74,22 @@ def aggregate_table(summary: dict[str, Any]) -> str:
     """Markdown table: one row per policy."""
     cols = ["task_success", "pass^1", "pass^2", "pass^3", "pass^4", "tool_f1", "arg_accuracy",
             "trajectory_match", "approval_correctness", "robustness_under_faults",
-            "injection_attack_success_rate", "ledger_parse_failure_rate", "mean_rounds",
-            "model_calls", "cost_usd"]
-    lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+            "success_under_noise", "injection_attack_success_rate",
+            "ledger_parse_failure_rate", "mean_rounds", "model_calls", "cost_usd"]
+    names = [INJECTION_LABEL if c == "injection_attack_success_rate" else c for c in cols]
+    lines = ["| policy | " + " | ".join(names) + " |", "|---" * (len(cols) + 1) + "|"]
     for policy, s in summary.items():
         a = s["aggregate"]
         lines.append(f"| {policy} | " + " | ".join(_fmt(a[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def knowledge_line(kb: dict[str, Any]) -> str:
+    """The retrieval figures on the labelled questions, as one report line."""
+    return (f"Knowledge retrieval ({kb['embedder']}, {kb['questions']} labelled questions in "
+            f"evals/knowledge.yaml): recall@5 **{kb['recall_at_5']:.3f}**, MRR "
+            f"**{kb['mrr']:.3f}**, recall@1 {kb['recall_at_1']:.3f}, query p95 "
+            f"{kb['p95_query_ms']} ms.\n")
 
 
 def markdown(summary: dict[str, Any], baseline: dict[str, Any] | None, failures: list[str],
@@ -127,13 +105,14 @@ def markdown(summary: dict[str, Any], baseline: dict[str, Any] | None, failures:
                    f"(all-large {head['all_large_success']:.1%}).\n")
     kb = meta.get("retrieval")
     if kb:
-        out.append(f"Knowledge retrieval ({kb['embedder']}, {kb['questions']} labelled "
-                   f"questions): recall@5 **{kb['recall_at_5']:.3f}**, MRR "
-                   f"**{kb['mrr']:.3f}**, query p95 {kb['p95_query_ms']} ms.\n")
-    out.append("## Gate\n")
+        out.append(knowledge_line(kb))
+    out.append("## What is measured\n")
+    out += [f"- **{name}**: {text}" for name, text in MEASURES.items()]
+    out += ["", "## Gate\n", meta.get("gate", "")]
     out.append("\n".join(f"- ❌ {f}" for f in failures) if failures else
                "✅ no regression against the baseline" if baseline else "no baseline")
-    base = (baseline or {}).get("policies", {})
+    out += [f"- note: {n}" for n in meta.get("gate_notes", [])]
+    base = (baseline or {}).get("metrics", {})
     for policy, s in summary.items():
         out += ["", f"## Scenarios — {policy}\n",
                 "| scenario | category | ok | " + " | ".join(METRICS) + " | Δ success | Δ cost |",
@@ -202,7 +181,8 @@ def write_reports(out: Path, records: list[dict[str, Any]], summary: dict[str, A
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(summary, baseline, failures, meta)
     files = {
-        "eval-report.json": json.dumps({"meta": meta, "headline": headline(summary),
+        "eval-report.json": json.dumps({"meta": meta, "measures": MEASURES,
+                                        "headline": headline(summary),
                                         "gate_failures": failures, "summary": summary,
                                         "records": records}, indent=1, default=str),
         "eval-report.md": md,

@@ -16,20 +16,34 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import respx
 
-from app.runner import Interrupt
+from app.approvals import ApprovalService, InlineResume
+from app.runner import Interrupt, RunResult
 from app.settings import PolicyName, Settings, load_settings
-from evals.behaviours import EvalProvider, Script
-from evals.faults import API_BASE, DUMMY_KEY, KEY_ENV, WireModel, raising_tools, wire_settings
+from evals.behaviours import Script
+from evals.faults import (
+    API_BASE,
+    DUMMY_KEY,
+    KEY_ENV,
+    Noise,
+    NoisyProvider,
+    WireModel,
+    raising_tools,
+    wire_settings,
+)
 from evals.metrics import score
 from evals.scenario import Approval, Scenario
 from evals.world import gold_shape, prepare, snapshot
 from tools.spec import args_sha256
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES: tuple[PolicyName, ...] = ("all-small", "routed", "all-large")
@@ -90,10 +104,6 @@ def configure(base: Settings, scenario: Scenario, policy: PolicyName, data_dir: 
 def _answer(rule: Approval | None, pending: Interrupt) -> dict[str, Any]:
     if rule is None:
         return {"decision": "reject", "message": "not expected by the scenario"}
-    if rule.decision == "expire":
-        # Approval expiry lands with the approvals store; until then an expired approval is
-        # what the store will turn it into: a rejection with the message "expired".
-        return {"decision": "reject", "message": "expired"}
     if rule.decision == "edit" and rule.drop_agents:
         ledger = dict(pending.value["action_request"]["args"]["ledger"])
         ledger["plan"] = [s for s in ledger["plan"] if s["agent"] not in rule.drop_agents]
@@ -104,6 +114,85 @@ def _answer(rule: Approval | None, pending: Interrupt) -> dict[str, Any]:
     if rule.message:
         answer["message"] = rule.message
     return answer
+
+
+class EvalClock:
+    """The approvals sweeper's clock in an eval run: real time until the scenario lets an
+    approval expire, then moved past its expiry (nobody waits a day for a TTL)."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+    def move_past(self, moment: float) -> None:
+        """From now on the clock reads a second after ``moment`` (or later)."""
+        self.skew = max(self.skew, moment + 1.0 - time.time())
+
+
+@dataclass
+class Human:
+    """The scenario's side of a run's pauses: which of its approval rules answers each one
+    (consumed in order), what the run asked and what was decided."""
+
+    scenario: Scenario
+    asked: list[str] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    used: set[int] = field(default_factory=set)
+
+    def rule_for(self, pending: Interrupt) -> Approval | None:
+        """The rule answering this pause (None: the scenario did not expect it)."""
+        action = str(pending.value["action_request"]["action"])
+        self.asked.append(action)
+        i = next((i for i, a in enumerate(self.scenario.approvals)
+                  if a.action == action and i not in self.used), None)
+        rule = self.scenario.approvals[i] if i is not None else None
+        if i is not None:
+            self.used.add(i)
+        self.decisions.append({
+            "action": action, "decision": rule.decision if rule else "reject",
+            "interrupt_id": pending.id,
+            "args_sha256": pending.value.get("args_sha256") or
+            args_sha256(pending.value["action_request"]["args"])})
+        return rule
+
+
+async def answer_pauses(s: Services, human: Human, result: RunResult, timeout_s: float,
+                        clock: EvalClock | None = None, max_resumes: int = 12) -> RunResult:
+    """Answer a run's pauses from the scenario until it ends (or ``max_resumes`` pauses).
+
+    Decisions resume the run directly; an approval the scenario lets expire is left
+    undecided, the clock moves past its expiry and the product's own sweeper
+    (:meth:`ApprovalService.sweep`) expires it and resumes the run, as on a server.
+    """
+    clock = clock or EvalClock()
+    for _ in range(max_resumes):
+        if result.status != "interrupted":
+            break
+        rules = [(p, human.rule_for(p)) for p in result.interrupts]
+        expiring = [p for p, r in rules if r is not None and r.decision == "expire"]
+        if expiring and len(expiring) < len(rules):
+            raise ValueError(f"{human.scenario.id}: a pause mixes an expiry with decisions")
+        if expiring:
+            result = await asyncio.wait_for(_expire(s, result, clock), timeout_s)
+        else:
+            answers = {p.id: _answer(r, p) for p, r in rules}
+            result = await asyncio.wait_for(s.runner.resume(result.thread_id, answers),
+                                            timeout_s)
+    return result
+
+
+async def _expire(s: Services, result: RunResult, clock: EvalClock) -> RunResult:
+    due = [r.expires_at for r in s.store.thread_pending_approvals(result.thread_id)
+           if r.expires_at is not None]
+    if not due:
+        raise ValueError(f"run {result.run_id} waits for no approval that can expire")
+    clock.move_past(max(due))
+    sweeper = ApprovalService(s.settings, s.store, s.runner, s.approvals.gate, clock=clock)
+    resumed = InlineResume(s.runner)
+    await sweeper.sweep(resumed)
+    return resumed.result or result
 
 
 @contextmanager
@@ -128,49 +217,31 @@ async def run_scenario(scenario: Scenario, policy: PolicyName, seed: int, workdi
     prepare(data / "sandbox.db", scenario.fixture)
     before = snapshot(data / "sandbox.db")
     script = Script(scenario, seed)
-    wire = WireModel(script, scenario.faults) if scenario.wire else None
-    asked: list[str] = []
-    decisions: list[dict[str, Any]] = []
-    used: set[int] = set()
+    noise = Noise(scenario.id, seed)
+    wire = WireModel(script, scenario.faults, noise) if scenario.wire else None
+    human = Human(scenario)
     obs: dict[str, Any] = {"status": "error", "stop_reason": None, "events": []}
     started = time.perf_counter()
     with _mocked_wire(wire) as mock, raising_tools(scenario.faults) as hooks:
-        async with open_services(settings, scripted=EvalProvider(script),
+        async with open_services(settings, scripted=NoisyProvider(script, noise),
                                  embedder=HashingEmbedder()) as s:
             try:
                 result = await asyncio.wait_for(s.runner.start(
                     scenario.task, scenario.team, budget_usd=scenario.budget_usd), RUN_TIMEOUT_S)
-                for _ in range(12):
-                    if result.status != "interrupted":
-                        break
-                    answers = {}
-                    for p in result.interrupts:
-                        action = str(p.value["action_request"]["action"])
-                        asked.append(action)
-                        i = next((i for i, a in enumerate(scenario.approvals)
-                                  if a.action == action and i not in used), None)
-                        rule = scenario.approvals[i] if i is not None else None
-                        if i is not None:
-                            used.add(i)
-                        answers[p.id] = _answer(rule, p)
-                        decisions.append({"action": action, "decision": rule.decision
-                                          if rule else "reject",
-                                          "args_sha256": p.value.get("args_sha256") or
-                                          args_sha256(p.value["action_request"]["args"])})
-                    result = await asyncio.wait_for(
-                        s.runner.resume(result.thread_id, answers), RUN_TIMEOUT_S)
+                result = await answer_pauses(s, human, result, RUN_TIMEOUT_S)
                 obs["http_requests"] = len(mock.calls)
                 obs.update(status=result.status, stop_reason=result.stop_reason,
                            final_answer=result.final_answer, error=result.error,
                            events=s.store.events(result.run_id))
             except TimeoutError:
                 obs["error"] = f"run exceeded {RUN_TIMEOUT_S:.0f}s"
-    obs.update(before=before, after=snapshot(data / "sandbox.db"), asked=asked,
-               decisions=decisions, wall_s=round(time.perf_counter() - started, 3))
+    obs.update(before=before, after=snapshot(data / "sandbox.db"), asked=human.asked,
+               decisions=human.decisions, wall_s=round(time.perf_counter() - started, 3))
     record = score(scenario, obs, gold_shape(scenario, data))
-    injected = (wire.injected if wire else []) + [
+    injected = (wire.injected if wire else []) + noise.injected + [
         {"kind": "tool_exception", "tool": n, "times": h.raised} for n, h in hooks.items()]
     record.update(policy=policy, seed=seed, variant=script.variant, faults_injected=injected,
+                  noise_slips=len(noise.injected),
                   http_requests=obs.get("http_requests", 0), no_provider_keys=not any(
                       os.environ.get(k) for k in _PROVIDER_KEYS))
     shutil.rmtree(data, ignore_errors=True)

@@ -19,6 +19,8 @@ from typing import Any
 
 from app.llm.playbook import Playbook, Step, for_instruction, for_task
 from app.llm.provider import ProviderReply, TokenSink
+from app.llm.tokens import completion_tokens as count_completion
+from app.llm.tokens import prompt_tokens as count_prompt
 from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
@@ -83,7 +85,7 @@ class ScriptedProvider:
             content=reply.content,
             tool_calls=reply.tool_calls,
             prompt_tokens=self.count_tokens(model, request),
-            completion_tokens=tokens(completion),
+            completion_tokens=count_completion(model.litellm_model, completion),
         )
 
     async def stream(self, model: ModelEntry, request: ModelRequest,
@@ -97,8 +99,8 @@ class ScriptedProvider:
         return reply
 
     def count_tokens(self, model: ModelEntry, request: ModelRequest) -> int:
-        """The same rough count ``complete`` reports, so reservations match usage."""
-        return sum(tokens(str(m.get("content") or "")) for m in request.messages)
+        """litellm's count for the model, as ``complete`` reports, so reservations match usage."""
+        return count_prompt(model.litellm_model, request.messages, request.tools)
 
     def _weak(self, model: ModelEntry, request: ModelRequest) -> bool:
         return (

@@ -202,6 +202,7 @@ async def test_approvals_expiry_rejects_and_the_answer_says_so(
     assert expired == [row.id]
     after = svc.approvals.get(BOB, row.id)
     assert (after.status, after.decided_by) == ("expired", "system:expiry")
+    assert after.decided_at == (row.expires_at or 0) + 1  # the sweeper's clock, not the wall's
     assert resumer.result is not None and resumer.result.stop_reason == "blocked"
     assert "expired" in (resumer.result.final_answer or "")
     assert refunds(sandbox_rows) == []

@@ -33,6 +33,8 @@ def test_live_eval_runs_a_scenario_on_the_configured_models(
     assert len(sent) == record["model_calls"]  # every call went over the socket
     md = (tmp_path / "report" / "live.md").read_text()
     assert md.startswith("# Foreman eval — live") and "`manager.plan` → `local-small`" in md
+    assert "Injection scenarios here measure prompt defences" in md
+    assert data["meta"]["injection_measures"].startswith("prompt defences")
 
 
 def test_live_eval_refuses_to_run_offline(tmp_path: Path) -> None:
