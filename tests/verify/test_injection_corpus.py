@@ -26,8 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.api.auth import Principal
 from app.approvals import InlineResume
 from app.knowledge.ingest import ingest_path
@@ -313,5 +311,3 @@ async def _sweep(chosen: list[Case], cases: list[Case], tmp_path: Path, crm: Crm
     assert not failures, failures
     assert len(cases) >= 100
 
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
