@@ -65,8 +65,29 @@ def _body(request: Request, status: int, code: str, message: str,
     return body
 
 
+def document(app: FastAPI) -> None:
+    """Describe the 422 body in ``/openapi.json`` as it is sent: ``detail`` is the message
+    (a refusal naming its ``field``) or the list of validation errors, with ``code``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().get("components", {}).get("schemas", {})
+            body = schemas.get("HTTPValidationError")
+            if body is not None:
+                props = body.setdefault("properties", {})
+                props["detail"] = {"title": "Detail", "anyOf": [
+                    {"type": "string"}, props.get("detail", {"type": "array"})]}
+                props["code"] = {"title": "Code", "type": "string"}
+                props["field"] = {"title": "Field", "type": "string"}
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app`` (and document the error body they send)."""
+    document(app)
 
     @app.exception_handler(ForemanError)
     async def foreman_error(request: Request, err: ForemanError) -> JSONResponse:
