@@ -120,16 +120,29 @@ class ApprovalRows:
         """Mark a pending approval decided/expired (once, at ``at``: default now) with its
         event (its sequence number); None when it was no longer pending."""
         with self.db.tx() as c:
-            done = c.run("UPDATE approvals SET status = ?, decision = ?, decided_by = ?,"
-                         " message = ?, decided_at = ? WHERE id = ? AND status = 'pending'"
-                         " RETURNING run_id", (status, decision, decided_by, message,
-                                               time.time() if at is None else at,
-                                               approval_id))
-            if not done:
-                return None
-            seq: int = self.event_in(c, done[0]["run_id"], "approval_decided", event,
-                                     actor=decided_by)
+            seq: int | None = self.settle_approval_in(c, approval_id, status, decision,
+                                                      decided_by, message, event, at)
         return seq
+
+    def settle_approval_in(self: Any, c: Cursor, approval_id: str, status: str,
+                           decision: str, decided_by: str, message: str,
+                           event: Mapping[str, Any], at: float | None = None) -> int | None:
+        """``settle_approval`` inside the caller's transaction (which may also defer the
+        run's resume, so that the decision and its resume commit together)."""
+        done = c.run("UPDATE approvals SET status = ?, decision = ?, decided_by = ?,"
+                     " message = ?, decided_at = ? WHERE id = ? AND status = 'pending'"
+                     " RETURNING run_id", (status, decision, decided_by, message,
+                                           time.time() if at is None else at, approval_id))
+        if not done:
+            return None
+        seq: int = self.event_in(c, done[0]["run_id"], "approval_decided", event,
+                                 actor=decided_by)
+        return seq
+
+    def extend_budget_in(self, c: Cursor, run_id: str, budget_usd: float) -> None:
+        """Inside a transaction: the run's budget after an approved extension."""
+        c.run("UPDATE runs SET budget_usd = ?, updated_at = ? WHERE id = ?",
+              (budget_usd, time.time(), run_id))
 
     def get_approval(self, approval_id: str) -> ApprovalRow | None:
         """One approval by id."""

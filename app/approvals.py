@@ -6,7 +6,10 @@ the ``foreman approvals`` commands and ``foreman run``'s prompt all decide throu
 requester may not decide it, single use, not stale, bound to the arguments' hash, edited
 arguments validated and the policy evaluated again — and the same audit entry. How the run
 then continues is the caller's :class:`Resumer` (in the background on the server, inline in
-the CLI). The sweeper turns approvals past their expiry into rejections.
+the CLI). Where the resume is a queue job (distributed mode: a :class:`DeferredResume`), it
+is deferred in the transaction that settles the approvals, so a decision is never recorded
+without the job that acts on it. The sweeper turns approvals past their expiry into
+rejections.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
 from app.api.auth import Principal
+from app.db import Cursor
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from app.events import Listener
 from app.policy.rules import RuleConfig
@@ -45,6 +49,14 @@ class Resumer(Protocol):
 
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Resume the run with ``{interrupt_id: decision}``."""
+
+
+@runtime_checkable
+class DeferredResume(Resumer, Protocol):
+    """A resumer whose resume is a queue job, deferred inside the caller's transaction."""
+
+    def resume_in(self, c: Cursor, run: RunRow, decisions: dict[str, Any]) -> None:
+        """Mark the run pending and defer its resume with ``decisions``, inside ``c``."""
 
 
 class InlineResume:
@@ -260,22 +272,28 @@ class ApprovalService:
         run = prepared[0].run
         resumer.check(run)
         decisions: dict[str, Any] = {}
-        for p in prepared:
-            event = {"interrupt_id": p.row.interrupt_id, "approval_id": p.row.id,
-                     "decision": p.kind, "by": principal.name, "message": p.value["message"],
-                     "args_sha256": p.args_sha256}
-            if "args" in p.value:
-                event["args"] = p.value["args"]
-            if p.extra_budget:
-                event["budget_extension_usd"] = p.extra_budget
-            if self.store.settle_approval(p.row.id, "decided", p.kind, principal.name,
-                                          p.value["message"], event) is None:
-                raise Conflict(f"approval {p.row.id} was decided by someone else first")
-            if p.extra_budget:
-                current = p.run.budget_usd or self.settings.budgets.run_usd or 0.0
-                self.store.update_run(p.run.id, budget_usd=current + p.extra_budget)
-            decisions[p.row.interrupt_id] = p.value
-        await resumer.resume(run, decisions)
+        deferred = isinstance(resumer, DeferredResume)
+        with self.store.db.tx() as c:  # every decision of the batch, and a queued resume
+            for p in prepared:
+                event = {"interrupt_id": p.row.interrupt_id, "approval_id": p.row.id,
+                         "decision": p.kind, "by": principal.name,
+                         "message": p.value["message"], "args_sha256": p.args_sha256}
+                if "args" in p.value:
+                    event["args"] = p.value["args"]
+                if p.extra_budget:
+                    event["budget_extension_usd"] = p.extra_budget
+                if self.store.settle_approval_in(c, p.row.id, "decided", p.kind,
+                                                 principal.name, p.value["message"],
+                                                 event) is None:
+                    raise Conflict(f"approval {p.row.id} was decided by someone else first")
+                if p.extra_budget:
+                    current = p.run.budget_usd or self.settings.budgets.run_usd or 0.0
+                    self.store.extend_budget_in(c, p.run.id, current + p.extra_budget)
+                decisions[p.row.interrupt_id] = p.value
+            if isinstance(resumer, DeferredResume):
+                resumer.resume_in(c, run, decisions)
+        if not deferred:
+            await resumer.resume(run, decisions)
 
     # expiry
     async def sweep(self, resumer: Resumer, now: float | None = None) -> list[str]:
@@ -288,18 +306,31 @@ class ApprovalService:
             event = {"interrupt_id": row.interrupt_id, "approval_id": row.id,
                      "decision": "expired", "by": EXPIRY_ACTOR, "message": message,
                      "args_sha256": row.args_sha256}
-            if self.store.settle_approval(row.id, "expired", "reject", EXPIRY_ACTOR, message,
-                                          event, at=now) is None:
-                continue
-            expired.append(row.id)
             run = self.store.get_run(row.run_id)
             pending = await self._pending(row.thread_id)
-            if run is None or row.interrupt_id not in pending:
+            resume = run is not None and row.interrupt_id in pending
+            if run is not None and resume:
+                try:
+                    resumer.check(run)
+                except Conflict:
+                    resume = False
+                    log.warning("expired approval's run is busy; it sees the expiry on "
+                                "resume", extra={"run_id": run.id})
+            decisions = {row.interrupt_id: {"decision": "reject", "message": message}}
+            deferred = resume and isinstance(resumer, DeferredResume)
+            with self.store.db.tx() as c:
+                settled = self.store.settle_approval_in(c, row.id, "expired", "reject",
+                                                        EXPIRY_ACTOR, message, event, at=now)
+                if (settled is not None and resume and run is not None
+                        and isinstance(resumer, DeferredResume)):
+                    resumer.resume_in(c, run, decisions)
+            if settled is None:
+                continue
+            expired.append(row.id)
+            if run is None or not resume or deferred:
                 continue
             try:
-                resumer.check(run)
-                await resumer.resume(run, {row.interrupt_id: {"decision": "reject",
-                                                              "message": message}})
+                await resumer.resume(run, decisions)
             except Conflict:
                 log.warning("expired approval's run is busy; it sees the expiry on resume",
                             extra={"run_id": run.id})

@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from app.checkpoint_fence import FencedSqliteSaver
 from app.db import synchronous_pragma
 
 COMPRESSED = "+zlib"  # suffix of the type tag of a compressed payload
@@ -59,7 +60,8 @@ class CompressingSerializer(JsonPlusSerializer):
 @asynccontextmanager
 async def sqlite_saver(path: Path, synchronous: str = "normal", *,
                        compress: bool = True) -> AsyncIterator[AsyncSqliteSaver]:
-    """An ``AsyncSqliteSaver`` on its own connection, set up and closed with the block.
+    """An ``AsyncSqliteSaver`` on its own connection, set up and closed with the block
+    (its writes fenced by the claim of the run being driven: ``app.checkpoint_fence``).
 
     WAL with ``synchronous`` (see ``StorageConfig``): at ``normal`` a step's commit costs no
     fsync, and a killed process still finds every committed step on restart.
@@ -72,7 +74,7 @@ async def sqlite_saver(path: Path, synchronous: str = "normal", *,
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={level}")
         await conn.execute("PRAGMA busy_timeout=5000")
-        saver = AsyncSqliteSaver(conn, serde=CompressingSerializer() if compress else None)
+        saver = FencedSqliteSaver(conn, serde=CompressingSerializer() if compress else None)
         await saver.setup()
         yield saver
     finally:
@@ -82,17 +84,19 @@ async def sqlite_saver(path: Path, synchronous: str = "normal", *,
 @asynccontextmanager
 async def postgres_saver(url: str, min_size: int = 1,
                          max_size: int = 10) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    """An ``AsyncPostgresSaver`` on a pool opened here (autocommit, dict rows), set up."""
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    """An ``AsyncPostgresSaver`` on a pool opened here (autocommit, dict rows), set up; its
+    writes commit with the check of the driven run's claim (``app.checkpoint_fence``)."""
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
+
+    from app.checkpoint_pg import FencedPostgresSaver
 
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, open=False,
         kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0})
     await pool.open(wait=True, timeout=10)
     try:
-        saver = AsyncPostgresSaver(pool, serde=CompressingSerializer())
+        saver = FencedPostgresSaver(pool, serde=CompressingSerializer())
         await saver.setup()
         yield saver
     finally:

@@ -30,6 +30,7 @@ class Claim:
     owner: str
 
 
+FENCE_LOCK = 7310001  # advisory lock class of a run's fence (with hashtext(run id))
 Beat = Literal["held", "lost", "cancel"]
 Refusal = Literal["missing", "owned", "tenant_full"]
 
@@ -56,6 +57,9 @@ class RunClaims:
                          + lock, (run_id,))
             if not rows:
                 return "missing"
+            if self.db.dialect == "postgres":  # checkpoint writes in flight commit first
+                c.run("SET LOCAL lock_timeout = '10s'")
+                c.run("SELECT pg_advisory_xact_lock(?, hashtext(?))", (FENCE_LOCK, run_id))
             run = rows[0]
             live = (run["status"] == "running" and run["heartbeat_at"] is not None
                     and float(run["heartbeat_at"]) > now - stale_s)

@@ -3,7 +3,8 @@
 ``FencedStore`` is what the runner hands the run's journal, tool-call ledger, events and
 status updates. Each write checks the epoch in its own transaction (``Store.fence`` or a
 conditional update) and raises ``LeaseLost`` once another owner has claimed the run, so a
-stale owner cannot commit a model call, a tool result, an event or a status.
+stale owner cannot commit a model call, a tool result, an event or a status; its
+``checkpoint_fence`` is what the run's LangGraph checkpoint writes check likewise.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from app.claims import Claim
+from app.checkpoint_fence import CheckpointFence
+from app.claims import Claim, LeaseLost
 from app.db import Cursor
 from app.store import LedgerRow, Store
 
@@ -30,6 +32,16 @@ class FencedStore(Store):
     def epoch(self) -> int:
         """The claim's fencing token."""
         return self.claim.epoch
+
+    def checkpoint_fence(self) -> CheckpointFence:
+        """What the run's checkpoint writes check (see ``app.checkpoint_fence``)."""
+        return CheckpointFence(self.claim.run_id, self.epoch, self._check_epoch)
+
+    def _check_epoch(self) -> None:
+        row = self.db.one("SELECT epoch FROM runs WHERE id = ?", (self.claim.run_id,))
+        if row is None or int(row["epoch"]) != self.epoch:
+            raise LeaseLost(f"run {self.claim.run_id} is no longer held at epoch "
+                            f"{self.epoch}: checkpoint write refused")
 
     def _mine(self, run_id: str) -> bool:
         return run_id == self.claim.run_id

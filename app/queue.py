@@ -66,9 +66,15 @@ class RunQueue:
                        priority: int = INTERACTIVE) -> int:
         """Mark the run pending again and defer its resume, in one transaction."""
         with self.store.db.tx() as c:
-            c.run("UPDATE runs SET status = 'pending', cancel_requested = 0 WHERE id = ?",
-                  (run_id,))
-            return self.enqueue_in(c, run_id, thread_id, "resume", decisions, priority)
+            return self.enqueue_resume_in(c, run_id, thread_id, decisions, priority)
+
+    def enqueue_resume_in(self, c: Cursor, run_id: str, thread_id: str,
+                          decisions: dict[str, Any] | None,
+                          priority: int = INTERACTIVE) -> int:
+        """``enqueue_resume`` inside the caller's transaction (an approval decision's)."""
+        c.run("UPDATE runs SET status = 'pending', cancel_requested = 0 WHERE id = ?",
+              (run_id,))
+        return self.enqueue_in(c, run_id, thread_id, "resume", decisions, priority)
 
     def abort(self, job_id: int) -> str | None:
         """Cancel a queued job or ask its worker to abort it; the job's status afterwards

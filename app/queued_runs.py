@@ -19,6 +19,7 @@ from contextlib import suppress
 from typing import Any
 
 from app.broker import EventBroker
+from app.db import Cursor
 from app.errors import Conflict, NotFound
 from app.queue import BATCH, INTERACTIVE, RunQueue, ensure_schema
 from app.run_manager import TERMINAL, RunManager
@@ -78,6 +79,11 @@ class QueuedRunManager(RunManager):
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Mark the run pending and defer its resume with the decisions (one transaction)."""
         self.queue.enqueue_resume(run.id, run.thread_id, decisions)
+
+    def resume_in(self, c: Cursor, run: RunRow, decisions: dict[str, Any]) -> None:
+        """Inside an approval decision's transaction: mark the run pending and defer its
+        resume, so the decision commits with its job or not at all."""
+        self.queue.enqueue_resume_in(c, run.id, run.thread_id, decisions)
 
     # waiting and cancelling
     async def wait(self, run_id: str, limit_s: float | None = None) -> RunRow:

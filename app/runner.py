@@ -19,6 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Overwrite
 
 from app.checkpoint import prune_finished
+from app.checkpoint_fence import fenced_checkpoints
 from app.claims import Claim, LeaseLost
 from app.db import Cursor
 from app.errors import NotFound, RunStateError, StorageError
@@ -220,7 +221,8 @@ class Runner:
             shadow=shadow), run_id, thread_id, team, events)
         store.update_run(run_id, status="running")
         try:
-            await graph.ainvoke(payload, config, context=context, durability="sync")
+            with fenced_checkpoints(store.checkpoint_fence()):
+                await graph.ainvoke(payload, config, context=context, durability="sync")
         except (LeaseLost, StorageError):  # another owner has the run, or the database is
             raise  # gone: write nothing more here (the run goes on from its checkpoint)
         except GraphRecursionError as e:

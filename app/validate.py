@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import prompts
 from app.errors import ConfigError
 from app.llm.catalog import Catalog
 from app.policy.rules import compile_policy
+from app.settings_schema import Settings
 from graphs.ports import BUDGET_ACTION
 from tools.registry import ToolRegistry
-
-if TYPE_CHECKING:
-    from app.settings import Settings
 
 MANAGER_ROLES = ("manager.plan", "manager.progress", "manager.verify", "manager.final")
 

@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI
                 dispatcher.cancel()
                 await manager.close()
                 await hooks.aclose()
+                app.state.api.close()
 
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "

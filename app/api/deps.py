@@ -1,11 +1,22 @@
-"""Request dependencies: the composed app, and tenant-checked access to threads and runs."""
+"""Request dependencies: the composed app, and tenant-checked access to threads and runs.
+
+The app store is synchronous (its PostgreSQL pool and SQLite connection block), so routes
+do not call it on the event loop for their reads: :meth:`Api.off_loop` runs a read (or a
+whole read-and-shape step) on a small thread pool of its own, bounded by the database
+pool's size, and awaits it. A slow query then delays its own request, not every request
+and stream the loop serves.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Path, Request
 
@@ -20,6 +31,8 @@ from app.store import RunRow, ThreadRow
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
 ASSISTANT_NS = uuid.UUID("6c1e4c5e-2f1b-4d7e-9a57-f0e3a1d2b9c4")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,31 @@ class Api:
     broker: EventBroker
     keyring: KeyRing
     metrics: Metrics
+    read_threads: int | None = field(default=None, compare=False)
+
+    @cached_property
+    def _reads(self) -> ThreadPoolExecutor:
+        # Half the database pool: the loop's own (short) writes keep connections to take.
+        size = self.read_threads or max(2, self.services.settings.storage.pool_max_size // 2)
+        return ThreadPoolExecutor(max_workers=size, thread_name_prefix="store-read")
+
+    async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the read pool, awaited (its exception re-raised)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Stop the read pool's threads (reads in flight finish first)."""
+        if "_reads" in self.__dict__:
+            self._reads.shutdown(wait=True)
+
+    async def athread(self, thread_id: str, principal: Principal) -> ThreadRow:
+        """:meth:`thread`, off the event loop."""
+        return await self.off_loop(self.thread, thread_id, principal)
+
+    async def arun(self, thread_id: str, run_id: str, principal: Principal) -> RunRow:
+        """:meth:`run`, off the event loop."""
+        return await self.off_loop(self.run, thread_id, run_id, principal)
 
     def thread(self, thread_id: str, principal: Principal) -> ThreadRow:
         """The caller's thread; another tenant's is reported as missing."""

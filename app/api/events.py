@@ -32,15 +32,15 @@ async def follow(api: Api, run_id: str, after: int = 0,
     store = api.services.store
     while True:
         waiter = api.broker.waiter(run_id)  # taken before reading: no emit slips between
-        batch = store.events(run_id, after)
+        batch = await api.off_loop(store.events, run_id, after)
         for event in batch:
             after = event["seq"]
             yield event
         if batch:
             continue
-        run = store.get_run(run_id)
+        run = await api.off_loop(store.get_run, run_id)
         if run is None or (run.status not in ACTIVE and api.manager.active_run(run_id) is None):
-            for event in store.events(run_id, after):
+            for event in await api.off_loop(store.events, run_id, after):
                 yield event
             return
         with suppress(TimeoutError):
@@ -111,7 +111,7 @@ async def run_events(run_id: RunId, api: ApiDep, principal: PrincipalDep, reques
                      follow_live: Annotated[bool, Query(alias="follow")] = True,
                      ) -> EventSourceResponse:
     """The run's typed events (``event`` = type, ``id`` = sequence number)."""
-    run = api.services.store.get_run(run_id)
+    run = await api.off_loop(api.services.store.get_run, run_id)
     if run is None or run.tenant != principal.tenant:
         raise NotFound(f"run {run_id} not found")
     start = max(after, parse_event_id(last_event_id)[0])
@@ -125,5 +125,5 @@ async def run_events(run_id: RunId, api: ApiDep, principal: PrincipalDep, reques
 
 
 async def _stored(api: Api, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
-    for e in api.services.store.events(run_id, after, limit=100_000):
+    for e in await api.off_loop(api.services.store.events, run_id, after, limit=100_000):
         yield e

@@ -109,9 +109,12 @@ async def list_runs(thread_id: ThreadId, api: ApiDep, principal: PrincipalDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                     offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
     """The thread's runs, newest first."""
-    api.thread(thread_id, principal)
-    runs = list(reversed(api.services.store.thread_runs(thread_id)))
-    return [run_json(api, r) for r in runs[offset: offset + limit]]
+    def page() -> list[dict[str, Any]]:
+        api.thread(thread_id, principal)
+        runs = list(reversed(api.services.store.thread_runs(thread_id)))
+        return [run_json(api, r) for r in runs[offset: offset + limit]]
+
+    return await api.off_loop(page)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
@@ -154,7 +157,7 @@ async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
 async def get_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
                   principal: PrincipalDep) -> dict[str, Any]:
     """One run."""
-    return run_json(api, api.run(thread_id, run_id, principal))
+    return await api.off_loop(lambda: run_json(api, api.run(thread_id, run_id, principal)))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")

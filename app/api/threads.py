@@ -29,7 +29,7 @@ async def create_thread(body: ThreadCreate, api: ApiDep,
         existing = store.get_thread(thread_id)
         if body.if_exists == "raise" or existing is None or existing.tenant != principal.tenant:
             raise Conflict(f"thread {thread_id} already exists")
-    return await thread_json(api, api.thread(thread_id, principal))
+    return await thread_json(api, await api.athread(thread_id, principal))
 
 
 def quick_status(api: Api, row: ThreadRow) -> str:
@@ -74,7 +74,7 @@ async def search_threads(body: ThreadSearch, api: ApiDep,
 async def get_thread(thread_id: ThreadId, api: ApiDep,
                      principal: PrincipalDep) -> dict[str, Any]:
     """One thread with its status, values and pending interrupts."""
-    return await thread_json(api, api.thread(thread_id, principal))
+    return await thread_json(api, await api.athread(thread_id, principal))
 
 
 @router.get("/threads/{thread_id}/state")

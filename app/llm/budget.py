@@ -2,23 +2,24 @@
 
 Before each call its worst case is reserved; after it the reservation is swapped for the
 real cost. Calls in flight hold their reservations, so parallel calls cannot jointly
-overshoot: a run ends at most one call's worst case short of its cap, never above it.
+overshoot: a run ends at most one call's worst case short of its cap, never above it. The
+tenant's part is reserved in the database (``app.llm.tenant_spend``), so the daily cap holds
+across every process sharing it.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from app.llm.tenant_spend import TenantSpend, day_start
 from app.settings import BudgetsConfig
-from app.store import Store
 from graphs.errors import BudgetExhausted
 from graphs.ports import EventSink, ModelRequest
 
 FINAL_ROLE = "manager.final"
+__all__ = ["FINAL_ROLE", "Reservation", "RunBudget", "TenantSpend", "day_start"]
 
 
 @dataclass(frozen=True)
@@ -27,56 +28,7 @@ class Reservation:
 
     usd: float
     tokens: int
-
-
-def day_start(now: float) -> float:
-    """Epoch seconds of the UTC midnight before ``now``."""
-    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day.timestamp()
-
-
-class TenantSpend:
-    """Each tenant's USD today: settled calls from the ledger plus calls in flight here.
-
-    The ledger is summed at most once per ``refresh_s`` per tenant (it is read before every
-    model call, and a busy server makes thousands); calls this process settles in between
-    are added as they settle. Between reads a call can be counted twice (once in the read,
-    once settled here) but never missed, so the cap errs towards stopping early. Other
-    processes' spend is seen at the next read.
-    """
-
-    def __init__(
-        self, store: Store, limit_usd: float | None, clock: Callable[[], float] = time.time,
-        refresh_s: float = 1.0,
-    ) -> None:
-        self.store = store
-        self.limit_usd = limit_usd
-        self.clock = clock
-        self.refresh_s = refresh_s
-        self.reserved: defaultdict[str, float] = defaultdict(float)
-        self._read: dict[str, tuple[float, float, float]] = {}  # tenant: (at, day, usd)
-
-    def spent(self, tenant: str) -> float:
-        """Settled cost of the tenant's calls since UTC midnight."""
-        now = self.clock()
-        day = day_start(now)
-        at, read_day, usd = self._read.get(tenant, (0.0, -1.0, 0.0))
-        if read_day != day or now - at >= self.refresh_s:
-            usd = self.store.tenant_spend(tenant, since=day)
-            self._read[tenant] = (now, day, usd)
-        return usd
-
-    def settled(self, tenant: str, usd: float) -> None:
-        """Count a call this process just settled (its ledger row is already written)."""
-        if tenant in self._read:
-            at, day, spent = self._read[tenant]
-            self._read[tenant] = (at, day, spent + usd)
-
-    def headroom(self, tenant: str) -> float | None:
-        """USD the tenant may still reserve today; None without a cap."""
-        if self.limit_usd is None:
-            return None
-        return self.limit_usd - self.spent(tenant) - self.reserved[tenant]
+    hold: str = ""  # the tenant spend hold ("" when the tenant has no cap)
 
 
 class RunBudget:
@@ -124,8 +76,9 @@ class RunBudget:
         """Whether a call with this worst case can be reserved now."""
         return self.shortfall(usd, tokens) is None
 
-    def shortfall(self, usd: float, tokens: int) -> str | None:
-        """Which cap a call with this worst case would break, or None when it fits."""
+    def shortfall(self, usd: float, tokens: int, *, tenant: bool = True) -> str | None:
+        """Which cap a call with this worst case would break, or None when it fits (the
+        tenant's cap as read now; ``reserve`` checks it again atomically)."""
         if self.limit_usd is not None:
             left = self.limit_usd - self.spent_usd - self.reserved_usd
             if usd > left:
@@ -140,7 +93,7 @@ class RunBudget:
                     f"run token budget {self.config.run_tokens} cannot cover a call of up "
                     f"to {tokens} tokens ({max(0, left_tokens)} left)"
                 )
-        headroom = self.tenants.headroom(self.tenant)
+        headroom = self.tenants.headroom(self.tenant) if tenant else None
         if headroom is not None and usd > headroom:
             return (
                 f"tenant {self.tenant!r} daily budget ${self.tenants.limit_usd:g} cannot "
@@ -150,27 +103,30 @@ class RunBudget:
 
     def reserve(self, usd: float, tokens: int) -> Reservation:
         """Hold a call's worst case; ``BudgetExhausted`` when it does not fit."""
-        problem = self.shortfall(usd, tokens)
+        problem = self.shortfall(usd, tokens, tenant=False)
         if problem is not None:
             raise BudgetExhausted(problem)
+        hold = self.tenants.reserve(self.tenant, usd)
         self.reserved_usd += usd
         self.reserved_tokens += tokens
-        self.tenants.reserved[self.tenant] += usd
-        return Reservation(usd, tokens)
+        return Reservation(usd, tokens, hold)
 
     def release(self, held: Reservation) -> None:
         """Give back a reservation whose call failed (and cost nothing)."""
+        self._unhold(held)
+        self.tenants.release(held.hold)
+
+    def _unhold(self, held: Reservation) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - held.usd)
         self.reserved_tokens = max(0, self.reserved_tokens - held.tokens)
-        self.tenants.reserved[self.tenant] = max(0.0, self.tenants.reserved[self.tenant] - held.usd)
 
     def settle(self, held: Reservation, usd: float, tokens: int) -> None:
         """Swap a reservation for the call's real cost, and warn at the threshold.
 
         The ledger row is written before this, so the tenant's settled spend includes it.
         """
-        self.release(held)
-        self.tenants.settled(self.tenant, usd)
+        self._unhold(held)
+        self.tenants.settle(held.hold, self.tenant, usd)
         self.spent_usd += usd
         self.spent_tokens += tokens
         for key, fraction in self._fractions().items():

@@ -14,12 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.errors import ConfigError
-
-if TYPE_CHECKING:
-    from app.settings import ModelEntry, Tier
+from app.settings_schema import ModelEntry, Tier
 
 COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 _PER_MTOK = 1_000_000

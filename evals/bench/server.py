@@ -45,7 +45,7 @@ class Server:
         """Base URL on loopback."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60) -> Server:
+    def start(self, timeout_s: float = 180) -> Server:
         """Start and wait for ``/readyz`` (services open, runs accepted)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()

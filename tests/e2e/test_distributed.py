@@ -190,6 +190,7 @@ def test_cluster_paused_worker_cannot_write_after_takeover(cluster: Cluster) -> 
                              (run["run_id"],)).fetchone()["epoch"]
         before = conn.execute("SELECT COUNT(*) AS n FROM events WHERE run_id = %s",
                               (run["run_id"],)).fetchone()["n"]
+        saved = _checkpoint_rows(conn, thread)
     sleeper.signal(signal.SIGCONT)  # it wakes inside the refund, holding the old claim
     deadline = time.monotonic() + 60
     while "taken over" not in sleeper.log() and "claim was lost" not in sleeper.log():
@@ -203,11 +204,20 @@ def test_cluster_paused_worker_cannot_write_after_takeover(cluster: Cluster) -> 
                               (key,)).fetchone()
         final = conn.execute("SELECT status, epoch FROM runs WHERE id = %s",
                              (run["run_id"],)).fetchone()
+        saved_after = _checkpoint_rows(conn, thread)
     assert after == before  # the woken worker added no event
+    assert saved_after == saved  # nor a checkpoint or a step's pending writes
     assert epochs == sorted(epochs)  # no write of an old epoch after a newer one
     assert '"reconciled": true' in ledger["result"]  # its own result never replaced it
     assert final["status"] == "success" and final["epoch"] == epoch
     assert len(refunds(cluster, "O-5002")) == 1
+
+
+def _checkpoint_rows(conn: Any, thread_id: str) -> tuple[int, int]:
+    rows = [conn.execute(f"SELECT COUNT(*) AS n FROM {table} WHERE thread_id = %s",
+                         (thread_id,)).fetchone()["n"]
+            for table in ("checkpoints", "checkpoint_writes")]
+    return rows[0], rows[1]
 
 
 def test_cluster_cancel_on_the_other_replica_stops_the_run(cluster: Cluster) -> None:

@@ -3,13 +3,14 @@ failures, settled spend never passes the run cap or the tenant's daily cap.
 
 A rule-based state machine drives the real RunBudget and TenantSpend: calls reserve their
 worst case, settle for any real cost up to it (the router never settles more than it
-reserved a worst case for), or fail and release. The tenant ledger is a list of settled
-costs that TenantSpend re-reads on a clock the machine advances.
+reserved a worst case for), or fail and release. The tenant's ledger and holds are a real
+store (SQLite in memory), read on a clock the machine advances.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
@@ -22,8 +23,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from app.db import SqliteDatabase
 from app.llm.budget import Reservation, RunBudget, TenantSpend
 from app.settings import BudgetsConfig
+from app.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted
 from tests.verify.record import record, scale
 
@@ -35,13 +38,22 @@ SHARE = st.one_of(st.just(1.0), st.floats(0.0, 1.0))
 
 
 class _Ledger:
-    """Settled calls of one tenant, as the store sums them."""
+    """Settled calls of one tenant, written to the store's cost ledger."""
 
     def __init__(self) -> None:
+        self.store = Store(SqliteDatabase(Path(":memory:")))
+        self.store.create_thread("t-1", "acme")
+        self.store.create_run("r-1", "t-1", "support", "task", tenant="acme")
         self.costs: list[float] = []
 
-    def tenant_spend(self, tenant: str, since: float) -> float:
-        return sum(self.costs)
+    def write(self, cost: float) -> None:
+        key = f"call-{len(self.costs)}"
+        self.store.ledger_put(LedgerRow(
+            run_id="r-1", call_key=key, thread_id="t-1", tenant="acme", role="worker",
+            agent=None, model="m", tier="small", route_reason="test", prompt_tokens=1,
+            completion_tokens=1, cached_tokens=0, cost_usd=cost, latency_ms=1.0,
+            outcome="ok"), {"content": key})
+        self.costs.append(cost)
 
 
 class _Events:
@@ -71,7 +83,7 @@ class BudgetMachine(RuleBasedStateMachine):
         super().__init__()
         self.now = 1_000_000.0
         self.ledger = _Ledger()
-        self.tenants = TenantSpend(self.ledger, TENANT_CAP,  # type: ignore[arg-type]
+        self.tenants = TenantSpend(self.ledger.store, TENANT_CAP,
                                    clock=lambda: self.now, refresh_s=1.0)
         config = BudgetsConfig(run_usd=RUN_CAP, tenant_daily_usd=TENANT_CAP)
         self.runs = [RunBudget(config, tenant="acme", tenants=self.tenants, events=_Events())
@@ -90,7 +102,7 @@ class BudgetMachine(RuleBasedStateMachine):
         if call is None or not call.open:
             return
         cost = call.worst * share
-        self.ledger.costs.append(cost)  # the ledger row is written before settle
+        self.ledger.write(cost)  # the ledger row is written before settle
         self.runs[call.run].settle(call.held, cost, 50)
         self.settled[call.run] += cost
         call.open = False
@@ -105,6 +117,9 @@ class BudgetMachine(RuleBasedStateMachine):
     @rule(seconds=st.floats(0.0, 3.0))
     def tick(self, seconds: float) -> None:
         self.now += seconds
+
+    def teardown(self) -> None:
+        self.ledger.store.close()
 
     @invariant()
     def caps_hold(self) -> None:
