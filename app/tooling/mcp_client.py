@@ -63,9 +63,12 @@ class McpConnection:
     """
 
     def __init__(self, config: McpServerConfig, project_dir: Path,
-                 on_connected: Callable[[McpConnection], None] | None = None) -> None:
+                 on_connected: Callable[[McpConnection], None] | None = None,
+                 data_dir: Path | None = None) -> None:
         self.config = config
         self.project_dir = project_dir
+        # ${FOREMAN_DATA_DIR} in env and headers: the data folder of this Foreman
+        self.own = {"FOREMAN_DATA_DIR": str(data_dir)} if data_dir is not None else {}
         self.on_connected = on_connected
         self.status: Status = "connecting"
         self.error = ""
@@ -215,11 +218,11 @@ class McpConnection:
             if exe is None:
                 raise FileNotFoundError(f"command not found: {c.command[0]}")
             cwd = self.project_dir / c.cwd if c.cwd else self.project_dir
-            env = {k: interpolate(v) for k, v in c.env.items()}
+            env = {k: interpolate(v, self.own) for k, v in c.env.items()}
             params = StdioServerParameters(command=exe, args=c.command[1:], env=env, cwd=cwd)
             return stdio_client(params, errlog=_errlog())
         assert c.url is not None
-        headers = {k: interpolate(v) for k, v in c.headers.items()}
+        headers = {k: interpolate(v, self.own) for k, v in c.headers.items()}
         client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(
             c.connect_timeout_s, read=max(c.call_timeout_s, 300.0)))
         return _owned(client, streamable_http_client(c.url, http_client=client))

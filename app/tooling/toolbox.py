@@ -53,7 +53,8 @@ class Toolbox:
 def start_connections(settings: Settings) -> list[McpConnection]:
     """Start connecting every configured MCP server now (stdio processes spawn at once);
     ``open_toolbox`` adopts them. Needs a running event loop."""
-    connections = [McpConnection(c, settings.project_dir) for c in settings.tools.mcp]
+    connections = [McpConnection(c, settings.project_dir, data_dir=settings.data_dir.resolve())
+                   for c in settings.tools.mcp]
     for conn in connections:
         conn.start()
     return connections
