@@ -84,6 +84,11 @@ def placeholder(conn: McpConnection, name: str) -> ToolSpec:
                     source=f"mcp:{conn.config.name}")
 
 
+def is_placeholder(spec: ToolSpec) -> bool:
+    """The spec stands in for a tool of a server that has not connected yet."""
+    return isinstance(spec.args_model, type) and issubclass(spec.args_model, _Unavailable)
+
+
 def unavailable(conn: McpConnection, name: str) -> str:
     """The error a call to one of a down server's tools gets."""
     reason = f" ({conn.error})" if conn.error else ""
