@@ -53,7 +53,10 @@ class Toolbox:
 def start_connections(settings: Settings) -> list[McpConnection]:
     """Start connecting every configured MCP server now (stdio processes spawn at once);
     ``open_toolbox`` adopts them. Needs a running event loop."""
-    connections = [McpConnection(c, settings.project_dir, data_dir=settings.data_dir.resolve())
+    data_dir = settings.data_dir.resolve()
+    if settings.tools.mcp:  # ${FOREMAN_DATA_DIR} exists when the servers start
+        data_dir.mkdir(parents=True, exist_ok=True)
+    connections = [McpConnection(c, settings.project_dir, data_dir=data_dir)
                    for c in settings.tools.mcp]
     for conn in connections:
         conn.start()
@@ -70,11 +73,15 @@ async def open_toolbox(settings: Settings,
     exactly on it answer with a clear error. ``required: true`` on it makes that a
     ``ConfigError`` instead.
     """
-    reg = static_registry(settings)
+    try:
+        reg = static_registry(settings)
+    except BaseException:
+        await asyncio.gather(*(c.close() for c in connections or []), return_exceptions=True)
+        raise
     conns = connections if connections is not None else start_connections(settings)
     box = Toolbox(reg, EnvFileSecrets(settings.project_dir), conns)
-    await asyncio.gather(*(c.connect() for c in conns))
     try:
+        await asyncio.gather(*(c.connect() for c in conns))
         for i, conn in enumerate(conns):
             where = f"{settings.source}: tools.mcp.{i}"
             if conn.status != "connected":
