@@ -171,6 +171,8 @@ class McpConnection:
                 await session.initialize()
                 self.tools = await _all_tools(session)
                 self._session, self.status, self.error = session, "connected", ""
+                log.info("mcp server connected", extra={"server": self.config.name,
+                                                        "tools": len(self.tools)})
                 if self.on_connected is not None:
                     self.on_connected(self)
                 ready.set()

@@ -42,8 +42,8 @@ class Toolbox:
             log.error("mcp server tools refused", extra={"server": conn.config.name,
                                                          "reason": str(e)})
             return
-        log.info("mcp server connected", extra={"server": conn.config.name,
-                                                "tools": len(conn.tools)})
+        log.info("mcp server tools updated", extra={"server": conn.config.name,
+                                                    "tools": len(conn.tools)})
 
     async def aclose(self) -> None:
         """Close every MCP session (stdio servers' processes end with them)."""
@@ -91,8 +91,6 @@ async def open_toolbox(settings: Settings,
                 reg.add_all([placeholder(conn, name) for name in _named_on(settings, conn)],
                             f"mcp:{conn.config.name}")
             else:
-                log.info("mcp server connected", extra={"server": conn.config.name,
-                                                        "tools": len(conn.tools)})
                 try:
                     reg.add_all(tool_specs(conn), f"mcp:{conn.config.name}")
                 except (DuplicateTool, ValueError) as e:
