@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -93,12 +94,19 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
                + (f", JWT from {settings.auth.jwt.issuer}" if settings.auth.jwt else ""))
     configure_json_logging()
 
+    early: list[Any] = []  # MCP connections started before the app's imports
+
+    async def prepare() -> None:
+        if settings.tools.mcp:  # server processes start while Foreman imports the rest
+            toolbox = await asyncio.to_thread(importlib.import_module, "app.tooling.toolbox")
+            early.append(toolbox.start_connections(settings))
+
     def build() -> ASGIApp:
         from app.api.app import create_app  # LangGraph, Chroma: imported after the bind
 
-        return create_app(settings)
+        return create_app(settings, connections=early[0] if early else None)
 
-    boot = Bootstrap(build)
+    boot = Bootstrap(build, prepare=prepare)
     uvicorn.run(boot, host=host, port=port, log_config=None, access_log=False,
                 log_level="info")
     if boot.failed is not None:

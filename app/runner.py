@@ -100,9 +100,13 @@ class Runner:
         self.knowledge = knowledge
         self._graphs: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
         self._limits: dict[str, int] = {}
+        self._built_for = registry.version
 
     def graph(self, team: str) -> CompiledStateGraph[Any, Any, Any, Any]:
-        """The compiled graph of a team (built once)."""
+        """The compiled graph of a team (built again once the registry's tools change)."""
+        if self._built_for != self.registry.version:  # an MCP server connected later
+            self._graphs.clear()
+            self._built_for = self.registry.version
         if team not in self._graphs:
             # Built once: the team spec reads its agents' prompt files.
             spec = team_spec(self.settings, team, self.registry)

@@ -26,6 +26,7 @@ from app.policy.gate import PolicyEngine
 from app.runner import Runner
 from app.settings import Settings
 from app.store import Store
+from app.tooling.mcp_client import McpConnection
 from app.tooling.toolbox import Toolbox, open_toolbox
 from graphs.ports import PolicyGate
 from tools.registry import ToolRegistry
@@ -69,7 +70,9 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings, *, scripted: Provider | None = None,
                         gate: PolicyGate | None = None,
-                        embedder: Embedder | None = None) -> AsyncIterator[Services]:
+                        embedder: Embedder | None = None,
+                        connections: list[McpConnection] | None = None,
+                        ) -> AsyncIterator[Services]:
     """Open storage, checkpointer, router and knowledge store; close them when the block ends.
 
     ``settings.database_url`` moves the app tables and the checkpoints to Postgres. On first
@@ -83,7 +86,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     except PlaybookError as e:
         raise ConfigError(f"{settings.source}: offline.playbooks: {e}") from e
     # MCP servers' processes take seconds to start: they connect while the rest opens.
-    connecting = asyncio.create_task(open_toolbox(settings), name="open-toolbox")
+    connecting = asyncio.create_task(open_toolbox(settings, connections), name="open-toolbox")
     for _ in range(5):  # let the connects spawn their processes before the sync work below
         await asyncio.sleep(0)
     toolbox: Toolbox | None = None

@@ -55,6 +55,7 @@ def _load(config: Path | None) -> Settings:
 def describe(settings: Settings, box: Toolbox, team: str | None = None) -> list[dict[str, Any]]:
     """One row per tool: source, side effect, risk, the agents allowed it, matching rules."""
     from app.policy.rules import compile_policy
+    from app.tooling.mcp_tools import is_placeholder
     from app.tooling.toolbox import agent_tools
 
     reg = box.registry
@@ -72,8 +73,10 @@ def describe(settings: Settings, box: Toolbox, team: str | None = None) -> list[
             continue
         matching = [r.config.name for r in rules if not r.config.tools or any(
             t == spec.name or fnmatch.fnmatchcase(spec.name, t) for t in r.config.tools)]
+        waiting = is_placeholder(spec)  # its server is down: known only by the allow-list
         rows.append({"name": spec.name, "source": spec.source,
-                     "side_effect": str(spec.side_effect), "risk": str(spec.risk),
+                     "side_effect": "unknown" if waiting else str(spec.side_effect),
+                     "risk": "unknown" if waiting else str(spec.risk),
                      "idempotent": spec.idempotent, "agents": allowed.get(spec.name, []),
                      "policy_rules": matching, "description": spec.description.split("\n")[0]})
     return rows

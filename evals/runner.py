@@ -40,6 +40,7 @@ from evals.faults import (
 from evals.metrics import score
 from evals.scenario import Approval, Scenario
 from evals.world import gold_shape, prepare, snapshot
+from evals.world_calls import check_world, fail_record
 from tools.spec import args_sha256
 
 if TYPE_CHECKING:
@@ -235,9 +236,10 @@ async def run_scenario(scenario: Scenario, policy: PolicyName, seed: int, workdi
                            events=s.store.events(result.run_id))
             except TimeoutError:
                 obs["error"] = f"run exceeded {RUN_TIMEOUT_S:.0f}s"
+            world = await check_world(scenario.expect.world_calls, s.registry, s.toolbox.secrets)
     obs.update(before=before, after=snapshot(data / "sandbox.db"), asked=human.asked,
                decisions=human.decisions, wall_s=round(time.perf_counter() - started, 3))
-    record = score(scenario, obs, gold_shape(scenario, data))
+    record = fail_record(score(scenario, obs, gold_shape(scenario, data)), world)
     injected = (wire.injected if wire else []) + noise.injected + [
         {"kind": "tool_exception", "tool": n, "times": h.raised} for n, h in hooks.items()]
     record.update(policy=policy, seed=seed, variant=script.variant, faults_injected=injected,

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.llm.playbook import Playbook, for_task
+from evals.world_calls import WorldCall
 
 SUITE_DIR = Path(__file__).parent / "scenarios"
 
@@ -117,6 +118,7 @@ class Expect(_Strict):
     approvals: list[str] = Field(default_factory=list)
     state: list[StateCheck] = Field(default_factory=list)
     forbidden: list[StateCheck] = Field(default_factory=list)
+    world_calls: list[WorldCall] = Field(default_factory=list)  # read calls on the project's tools
     answer_mentions: list[str] = Field(default_factory=list)
     trajectory: Trajectory = Field(default_factory=Trajectory)
     limits: Limits = Field(default_factory=Limits)

@@ -21,6 +21,8 @@ class ToolRegistry:
         self._specs: dict[str, ToolSpec] = {}
         self._wire: dict[str, str] = {}
         self._settings: dict[str, Mapping[str, Any]] = {}
+        self.version = 0
+        """Bumped whenever tools come or go (an MCP server that connected later)."""
 
     def add(self, spec: ToolSpec, settings: Mapping[str, Any] | None = None) -> None:
         """Register ``spec``; ``DuplicateTool`` when the name is taken."""
@@ -31,6 +33,7 @@ class ToolRegistry:
                                     f"and from {spec.source}")
         self._specs[spec.name] = spec
         self._wire[spec.wire_name] = spec.name
+        self.version += 1
         if settings is not None:
             self._settings[spec.source] = settings
 
@@ -41,6 +44,21 @@ class ToolRegistry:
             self.add(replace(spec, source=source), settings)
         if settings is not None:
             self._settings[source] = settings
+
+    def replace_source(self, source: str, specs: Iterable[ToolSpec]) -> None:
+        """Swap every tool of ``source`` for ``specs``; on ``DuplicateTool`` nothing changes."""
+        old = [s for s in self._specs.values() if s.source == source]
+        for spec in old:
+            del self._specs[spec.name], self._wire[spec.wire_name]
+        try:
+            self.add_all(specs, source)
+        except DuplicateTool:
+            for spec in [s for s in self._specs.values() if s.source == source]:
+                del self._specs[spec.name], self._wire[spec.wire_name]
+            for spec in old:
+                self.add(spec)
+            raise
+        self.version += 1
 
     def get(self, name: str) -> ToolSpec:
         """The tool called ``name`` (or its wire name); ``KeyError`` if there is none."""

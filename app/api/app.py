@@ -36,6 +36,7 @@ from app.run_manager import RunManager
 from app.services import open_services
 from app.settings import Settings
 from app.telemetry import TraceContext
+from app.tooling.mcp_client import McpConnection
 from app.webhooks import Webhooks, check_secrets
 from graphs.ports import PolicyGate
 
@@ -78,14 +79,17 @@ async def probe_models(app: FastAPI, settings: Settings, offline: bool) -> None:
     log.info("models", extra={"status": banner(app.state.models)})
 
 
-def create_app(settings: Settings, *, gate: PolicyGate | None = None) -> FastAPI:
-    """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests)."""
+def create_app(settings: Settings, *, gate: PolicyGate | None = None,
+               connections: list[McpConnection] | None = None) -> FastAPI:
+    """The Foreman HTTP service for ``settings`` (``gate`` swaps the policy gate in tests;
+    ``connections``: MCP servers ``foreman serve`` began connecting before this was built)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
     check_secrets(settings)  # so does a webhook subscription's missing secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, gate=gate) as services:
+        async with open_services(settings, gate=gate,
+                                 connections=connections) as services:
             broker = EventBroker()
             manager = (RunManager(services, broker) if settings.queue.api_executes
                        else QueuedRunManager(services, broker))

@@ -33,8 +33,10 @@ class Bootstrap:
     """An ASGI app that becomes ``factory()`` once that is built and started."""
 
     def __init__(self, factory: Callable[[], ASGIApp],
-                 on_failure: Callable[[], None] | None = None) -> None:
+                 on_failure: Callable[[], None] | None = None,
+                 prepare: Callable[[], Awaitable[None]] | None = None) -> None:
         self.factory = factory
+        self.prepare = prepare  # runs in the loop before the factory (MCP servers spawn)
         self.on_failure = on_failure or _stop_server
         self.app: ASGIApp | None = None
         self.failed: BaseException | None = None
@@ -73,6 +75,8 @@ class Bootstrap:
 
     async def _start(self) -> None:
         try:
+            if self.prepare is not None:
+                await self.prepare()
             app = await asyncio.to_thread(self.factory)  # the imports run off the loop
 
             async def lifespan() -> None:

@@ -19,8 +19,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, response: Response) -> dict[str, Any]:
     """200 once storage, checkpointer and run manager are open; 503 until then.
 
-    ``mcp`` gives each configured MCP server's status (a server that is down does not make
-    Foreman unready: its tools answer with a clear error until it is back). ``models`` maps
+    ``mcp`` gives each configured MCP server's status as its live session stands:
+    ``connected``, or ``down`` from the moment the session broke (a stdio process that
+    exited, a closed connection, unanswered pings) until it reconnects in the background. A
+    server that is down does not make Foreman unready: its tools answer with a clear error
+    until it is back. ``models`` maps
     each role to its model and whether it is reachable (``checking`` until the probe that
     starts with the server has answered).
     """

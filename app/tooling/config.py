@@ -69,6 +69,8 @@ class McpServerConfig(BaseModel):
     call_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     max_result_chars: int = Field(default=20_000, ge=200, le=1_000_000)
     reconnect_after_s: float = Field(default=5.0, ge=0, le=3600)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)  # background retry backoff cap
+    health_interval_s: float = Field(default=10.0, gt=0, le=3600)  # ping a connected server
     required: bool = False  # a server that cannot connect at start stops Foreman
 
     @model_validator(mode="after")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from mcp_types import CallToolResult, Tool
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel, model_validator
 
 from app.tooling.config import McpServerConfig, ReconcileConfig, ToolOverride
 from app.tooling.mcp_client import McpCallLost, McpConnection, McpUnavailable
@@ -69,6 +69,49 @@ def tool_specs(conn: McpConnection) -> list[ToolSpec]:
     return specs
 
 
+def placeholder(conn: McpConnection, name: str) -> ToolSpec:
+    """A tool an allow-list names on a server that has not connected yet: every call is
+    refused before anything is sent, saying why, until the server's own tools replace it."""
+
+    class Unavailable(_Unavailable):
+        conn_ = conn
+        tool_ = name
+
+    return ToolSpec(name=name, description=f"(unavailable: MCP server {conn.config.name} is "
+                                           "not connected)",
+                    args_model=Unavailable, side_effect=SideEffect.READ, risk=Risk.LOW,
+                    func=_refuse(conn, name), untrusted_output=True,
+                    source=f"mcp:{conn.config.name}")
+
+
+def is_placeholder(spec: ToolSpec) -> bool:
+    """The spec stands in for a tool of a server that has not connected yet."""
+    return isinstance(spec.args_model, type) and issubclass(spec.args_model, _Unavailable)
+
+
+def unavailable(conn: McpConnection, name: str) -> str:
+    """The error a call to one of a down server's tools gets."""
+    reason = f" ({conn.error})" if conn.error else ""
+    return (f"{name} was not called: MCP server {conn.config.name} is unavailable{reason}. "
+            "Nothing was sent; try later or report that this system is unavailable.")
+
+
+class _Unavailable(RootModel[dict[str, Any]]):
+    conn_: ClassVar[McpConnection]
+    tool_: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse(cls, data: Any) -> Any:
+        raise ValueError(unavailable(cls.conn_, cls.tool_))
+
+
+def _refuse(conn: McpConnection, name: str) -> Any:
+    def refuse(ctx: ToolContext, args: BaseModel) -> Mapping[str, Any]:
+        raise ToolError(unavailable(conn, name))
+    return refuse
+
+
 class _Call:
     """Calls one MCP tool with validated arguments; transport trouble becomes a ToolError."""
 
@@ -81,8 +124,7 @@ class _Call:
         try:
             result = await self.conn.call(self.tool, args.model_dump(mode="json"), meta)
         except McpUnavailable as e:
-            raise ToolError(f"{name} was not called: {e}. Nothing was sent; try later or "
-                            "report that this system is unavailable.") from e
+            raise ToolError(unavailable(self.conn, name)) from e
         except McpCallLost as e:
             if self.side == SideEffect.WRITE:
                 raise ToolError(f"{name}: {e}; the change may or may not have been applied. "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from tools.spec import ToolError
@@ -42,10 +43,11 @@ class EnvFileSecrets:
         raise ToolError(f"unknown secret reference kind {kind!r} (use env: or file:)")
 
 
-def interpolate(text: str) -> str:
-    """``${VAR}`` from the environment; an unset variable is an error naming it."""
+def interpolate(text: str, own: Mapping[str, str] | None = None) -> str:
+    """``${VAR}`` from ``own`` (Foreman's own values, e.g. ``FOREMAN_DATA_DIR``), else the
+    environment; an unset variable is an error naming it."""
     def sub(m: re.Match[str]) -> str:
-        value = os.environ.get(m.group(1))
+        value = (own or {}).get(m.group(1)) or os.environ.get(m.group(1))
         if value is None:
             raise ValueError(f"environment variable {m.group(1)} is not set")
         return value

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from app.errors import ConfigError
 from app.tooling.mcp_client import McpConnection, ServerInfo
-from app.tooling.mcp_tools import tool_specs
+from app.tooling.mcp_tools import placeholder, tool_specs
 from app.tooling.packs import static_registry
 from app.tooling.secrets import EnvFileSecrets
 from tools.registry import DuplicateTool, ToolRegistry
@@ -32,35 +32,70 @@ class Toolbox:
         """Each MCP server's status, in config order."""
         return [c.info() for c in self.connections]
 
+    def connected(self, conn: McpConnection) -> None:
+        """A server (re)connected: its listed tools replace what the registry had for it
+        (placeholders while it was down, or an older list)."""
+        try:
+            self.registry.replace_source(f"mcp:{conn.config.name}", tool_specs(conn))
+        except (DuplicateTool, ValueError) as e:
+            conn.error = f"its tools were not added: {e}"
+            log.error("mcp server tools refused", extra={"server": conn.config.name,
+                                                         "reason": str(e)})
+            return
+        log.info("mcp server tools updated", extra={"server": conn.config.name,
+                                                    "tools": len(conn.tools)})
+
     async def aclose(self) -> None:
         """Close every MCP session (stdio servers' processes end with them)."""
         await asyncio.gather(*(c.close() for c in self.connections), return_exceptions=True)
 
 
-async def open_toolbox(settings: Settings) -> Toolbox:
+def start_connections(settings: Settings) -> list[McpConnection]:
+    """Start connecting every configured MCP server now (stdio processes spawn at once);
+    ``open_toolbox`` adopts them. Needs a running event loop."""
+    data_dir = settings.data_dir.resolve()
+    if settings.tools.mcp:  # ${FOREMAN_DATA_DIR} exists when the servers start
+        data_dir.mkdir(parents=True, exist_ok=True)
+    connections = [McpConnection(c, settings.project_dir, data_dir=data_dir)
+                   for c in settings.tools.mcp]
+    for conn in connections:
+        conn.start()
+    return connections
+
+
+async def open_toolbox(settings: Settings,
+                       connections: list[McpConnection] | None = None) -> Toolbox:
     """Load packs, connect every MCP server concurrently, check the teams' tool lists.
 
-    A server that cannot connect is reported (``servers()``) and its tools are missing;
-    ``required: true`` on it makes that a ``ConfigError`` instead.
+    ``connections`` are ones ``start_connections`` began earlier (``foreman serve`` starts
+    them before its own imports). A server that cannot connect is reported (``servers()``)
+    and keeps reconnecting in the background; until it is up, the tools the agents name
+    exactly on it answer with a clear error. ``required: true`` on it makes that a
+    ``ConfigError`` instead.
     """
-    reg = static_registry(settings)
-    box = Toolbox(reg, EnvFileSecrets(settings.project_dir),
-                  [McpConnection(c, settings.project_dir) for c in settings.tools.mcp])
-    await asyncio.gather(*(c.connect() for c in box.connections))
     try:
-        for i, conn in enumerate(box.connections):
+        reg = static_registry(settings)
+    except BaseException:
+        await asyncio.gather(*(c.close() for c in connections or []), return_exceptions=True)
+        raise
+    conns = connections if connections is not None else start_connections(settings)
+    box = Toolbox(reg, EnvFileSecrets(settings.project_dir), conns)
+    try:
+        await asyncio.gather(*(c.connect() for c in conns))
+        for i, conn in enumerate(conns):
             where = f"{settings.source}: tools.mcp.{i}"
             if conn.status != "connected":
                 if conn.config.required:
                     raise ConfigError(f"{where}: server {conn.config.name!r} is unreachable "
                                       f"({conn.error})")
-                continue
-            log.info("mcp server connected", extra={"server": conn.config.name,
-                                                    "tools": len(conn.tools)})
-            try:
-                reg.add_all(tool_specs(conn), f"mcp:{conn.config.name}")
-            except (DuplicateTool, ValueError) as e:
-                raise ConfigError(f"{where}: {e}") from e
+                reg.add_all([placeholder(conn, name) for name in _named_on(settings, conn)],
+                            f"mcp:{conn.config.name}")
+            else:
+                try:
+                    reg.add_all(tool_specs(conn), f"mcp:{conn.config.name}")
+                except (DuplicateTool, ValueError) as e:
+                    raise ConfigError(f"{where}: {e}") from e
+            conn.on_connected = box.connected  # later (re)connects update the registry
         check_tools(settings, box)
     except BaseException:
         await box.aclose()
@@ -68,8 +103,16 @@ async def open_toolbox(settings: Settings) -> Toolbox:
     return box
 
 
+def _named_on(settings: Settings, conn: McpConnection) -> list[str]:
+    """Exact tool names (no globs) the agents' allow-lists give on this server."""
+    prefix = conn.config.name + "."
+    names = [t for team in settings.teams.values() for a in team.agents for t in a.tools
+             if t.startswith(prefix) and not any(ch in t for ch in "*?[")]
+    return list(dict.fromkeys(names))
+
+
 def down_servers(box: Toolbox) -> set[str]:
-    """Names of configured servers that are not connected."""
+    """Names of configured servers that have not connected (their tools are unknown)."""
     return {c.config.name for c in box.connections if c.status != "connected"}
 
 

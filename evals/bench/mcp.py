@@ -88,7 +88,8 @@ def _ready(workdir: Path, reps: int) -> tuple[list[float], list[float]]:
             config = _project(workdir, servers)
             port = _free_port()
             into.append(_to_healthy([*_foreman(), "serve", "--port", str(port), "--config",
-                                     str(config)], port, env, path="/readyz"))
+                                     str(config)], port, env, timeout_s=180,
+                                    path="/readyz"))
     return none, three
 
 

@@ -47,3 +47,27 @@ def test_tools_cli_unknown_server_and_team_exit_2_with_file_and_key(tmp_path: Pa
             in bad.output.replace("\n", ""))
     nope = cli.invoke(app, ["init", str(tmp_path / "q"), "--template", "fancy"])
     assert nope.exit_code == 2 and "demo or blank" in nope.output
+
+
+def test_tools_cli_lists_a_down_server_and_the_tools_named_on_it(tmp_path: Path) -> None:
+    cli = CliRunner()
+    assert cli.invoke(app, ["init", str(tmp_path / "p"), "--template", "blank"]).exit_code == 0
+    config = tmp_path / "p" / "foreman.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["tools"]["mcp"] = [{"name": "crm", "url": "http://127.0.0.1:9/mcp",
+                             "connect_timeout_s": 5}]
+    data["teams"]["desk"]["agents"][0]["tools"] = ["crm.get_customer", "crm.*"]
+    data["policy"]["rules"] = []
+    config.write_text(yaml.safe_dump(data))
+
+    listed = cli.invoke(app, ["tools", "list", "--json", "--config", str(config)])
+    assert listed.exit_code == 0, listed.output
+    out = json.loads(listed.output)
+    [server] = out["servers"]
+    assert (server["name"], server["status"], server["tools"]) == ("crm", "down", 0)
+    assert server["error"]  # why it is down
+    rows = {r["name"]: r for r in out["tools"]}
+    assert set(rows) == {"search_knowledge", "crm.get_customer"}  # the glob matches nothing yet
+    waiting = rows["crm.get_customer"]
+    assert (waiting["source"], waiting["side_effect"], waiting["risk"], waiting["agents"]) == (
+        "mcp:crm", "unknown", "unknown", ["desk.agent"])

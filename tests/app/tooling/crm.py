@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sqlite3
@@ -10,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SERVER = Path(__file__).with_name("crm_server.py")
 
@@ -67,3 +69,13 @@ class Crm:
                                 f"WHERE {where}").fetchall()
         finally:
             conn.close()
+
+
+async def until(check: Any, what: str, within_s: float = 60) -> None:
+    """Poll ``check()`` until it is true; fail naming ``what`` after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

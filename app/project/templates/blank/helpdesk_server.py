@@ -63,5 +63,14 @@ def find_note(idempotency_key: str) -> dict[str, Any]:
     return {"found": True, **dict(row)} if row else {"found": False}
 
 
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def list_notes(customer_id: str) -> dict[str, Any]:
+    """Every note on a customer's record, oldest first."""
+    with _db() as conn:
+        rows = conn.execute("SELECT id, text FROM notes WHERE customer_id = ? ORDER BY rowid",
+                            (customer_id,)).fetchall()
+    return {"customer_id": customer_id, "notes": [dict(r) for r in rows]}
+
+
 if __name__ == "__main__":
     server.run("stdio")
