@@ -10,7 +10,7 @@ both ``row["column"]`` and ``row[0]``. Writes serialise on one advisory lock, as
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -98,13 +98,13 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement."""
         cursor = self.conn.cursor()
-        cursor.execute(translate(sql), tuple(params))  # type: ignore[arg-type]
+        cursor.execute(translate(sql), tuple(params))
         return Rows(cursor)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement per parameter row."""
         with self.conn.cursor() as cursor:
-            cursor.executemany(translate(sql), [tuple(r) for r in rows])  # type: ignore[arg-type]
+            cursor.executemany(translate(sql), [tuple(r) for r in rows])
 
     def lock_writes(self) -> None:
         """Take the sandbox's write lock until this transaction ends."""
@@ -122,7 +122,7 @@ class PgConnection:
     def drop_tables(self, tables: Sequence[str]) -> None:
         """Drop the sandbox's tables (names are the sandbox's own constants)."""
         for name in tables:
-            self.conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
+            self.conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
 
     def commit(self) -> None:
         """Commit the transaction."""
