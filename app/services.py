@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app import telemetry
@@ -45,7 +44,7 @@ class Services:
     runner: Runner
     router: Router
     offline: bool
-    sandbox_path: Path  # the demo pack's database (data_dir/sandbox.db when not loaded)
+    sandbox: str  # the demo pack's sandbox: a SQLite path or a PostgreSQL URL
     kb: KnowledgeRuntime
     switch: KillSwitch
     approvals: ApprovalService
@@ -111,13 +110,13 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:
             toolbox = await connecting
             demo = toolbox.registry.source_settings("pack:demo")
-            sandbox_path = Path(demo.get("db_path") or data_dir / "sandbox.db")
+            sandbox = str(demo.get("db_url") or demo.get("db_path") or data_dir / "sandbox.db")
             policy = gate or PolicyEngine(settings.policy, settings.source)
             checked = KillSwitchGate(policy, switch)
             runner = Runner(settings, store, saver, router, checked, toolbox.registry,
                             knowledge=kb, secrets=toolbox.secrets)
             approvals = ApprovalService(settings, store, runner, checked)
-            yield Services(settings, store, runner, router, offline, sandbox_path, kb, switch,
+            yield Services(settings, store, runner, router, offline, sandbox, kb, switch,
                            approvals, toolbox)
     finally:
         await kb.aclose()  # notes still queued behind the last runs get written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from tools.records import (
     utc_now,
     writing,
 )
+from tools.sandbox import Connection
 from tools.spec import Risk, SideEffect, ToolContext, ToolError, ToolSpec
 
 ServiceName = Annotated[
@@ -75,14 +75,14 @@ def _public(service: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in service.items() if k not in _HIDDEN}
 
 
-def _service(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
+def _service(conn: Connection, name: str) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise ToolError(f"unknown service {name}")
     return dict(row)
 
 
-def _incident(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any]:
+def _incident(conn: Connection, incident_id: str) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
     if row is None:
         raise ToolError(f"unknown incident {incident_id}")
@@ -184,7 +184,7 @@ def post_incident_update(ctx: ToolContext, args: IncidentUpdateArgs) -> dict[str
     return out
 
 
-Apply = Callable[[sqlite3.Connection, dict[str, Any]], str]
+Apply = Callable[[Connection, dict[str, Any]], str]
 
 
 def _remediate(
@@ -218,23 +218,23 @@ def _remediate(
     return out
 
 
-def _restart(conn: sqlite3.Connection, svc: dict[str, Any]) -> str:
+def _restart(conn: Connection, svc: dict[str, Any]) -> str:
     conn.execute(
-        "UPDATE services SET status = 'healthy', error_rate = MIN(error_rate, ?) WHERE name = ?",
-        (_RECOVERED_ERROR_RATE, svc["name"]),
+        "UPDATE services SET status = 'healthy', error_rate = ? WHERE name = ?",
+        (min(float(svc["error_rate"]), _RECOVERED_ERROR_RATE), svc["name"]),
     )
     return f"restarted {svc['name']} ({svc['replicas']} replicas, {svc['version']})"
 
 
-def _rollback(conn: sqlite3.Connection, svc: dict[str, Any]) -> str:
+def _rollback(conn: Connection, svc: dict[str, Any]) -> str:
     previous = svc["previous_version"]
     if not previous:
         raise ToolError(f"{svc['name']} has no previous version to roll back to")
     # previous_version is cleared so a second rollback cannot flip back to the bad build.
     conn.execute(
         "UPDATE services SET version = ?, previous_version = NULL, status = 'healthy', "
-        "error_rate = MIN(error_rate, ?), p95_latency_ms = baseline_p95_ms WHERE name = ?",
-        (previous, _RECOVERED_ERROR_RATE, svc["name"]),
+        "error_rate = ?, p95_latency_ms = baseline_p95_ms WHERE name = ?",
+        (previous, min(float(svc["error_rate"]), _RECOVERED_ERROR_RATE), svc["name"]),
     )
     return f"rolled back {svc['name']} from {svc['version']} to {previous}"
 
@@ -252,7 +252,7 @@ def rollback_service(ctx: ToolContext, args: ServiceArgs) -> dict[str, Any]:
 def scale_service(ctx: ToolContext, args: ScaleArgs) -> dict[str, Any]:
     """Set a service's replica count; enough replicas bring latency back to baseline."""
 
-    def apply(conn: sqlite3.Connection, svc: dict[str, Any]) -> str:
+    def apply(conn: Connection, svc: dict[str, Any]) -> str:
         threshold = svc["min_healthy_replicas"]
         recovered = threshold is not None and args.replicas >= int(threshold)
         latency = int(svc["baseline_p95_ms"]) if recovered else int(svc["p95_latency_ms"])

@@ -25,11 +25,13 @@ from tools.spec import Reconciler, Risk, SideEffect, ToolContext, ToolSpec
 
 @dataclass(frozen=True)
 class PackEnv:
-    """What a pack's ``setup`` sees: its settings from config and where the project lives."""
+    """What a pack's ``setup`` sees: its settings from config, where the project lives and
+    Foreman's own database (None in embedded mode on SQLite)."""
 
     settings: Mapping[str, Any]
     data_dir: Path
     project_dir: Path
+    database_url: str | None = None
 
 
 PackSetup = Callable[[PackEnv], Mapping[str, Any]]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from tools.sandbox import connect, ensure
+from tools.sandbox import Connection, begin_write, connect, ensure
 from tools.spec import Reconciler, ToolContext, ToolError
 
 # Tables whose rows carry an idempotency key; guards the f-string SQL below.
@@ -19,11 +18,12 @@ KEYED_TABLES = frozenset(
 
 
 def sandbox_db(ctx: ToolContext) -> str:
-    """The sandbox database of a demo tool's call, from the demo pack's settings."""
-    try:
-        return str(ctx.settings["db_path"])
-    except KeyError:
-        raise RuntimeError("the demo pack is not set up: no db_path in its settings") from None
+    """The sandbox of a demo tool's call (a SQLite path or a PostgreSQL URL), from the demo
+    pack's settings."""
+    target = ctx.settings.get("db_url") or ctx.settings.get("db_path")
+    if not target:
+        raise RuntimeError("the demo pack is not set up: no db_path in its settings")
+    return str(target)
 
 
 def utc_now() -> str:
@@ -31,13 +31,13 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def row_dict(row: sqlite3.Row | None) -> dict[str, Any]:
+def row_dict(row: Any) -> dict[str, Any]:
     """A Row as a plain dict ({} for None)."""
     return dict(row) if row is not None else {}
 
 
 @contextmanager
-def reading(db_path: str) -> Iterator[sqlite3.Connection]:
+def reading(db_path: str) -> Iterator[Connection]:
     """A connection for reads; the sandbox is created on first use."""
     ensure(db_path)
     conn = connect(db_path)
@@ -48,13 +48,12 @@ def reading(db_path: str) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
-def writing(db_path: str) -> Iterator[sqlite3.Connection]:
+def writing(db_path: str) -> Iterator[Connection]:
     """A connection holding the write lock; commits on success, rolls back on error."""
     ensure(db_path)
     conn = connect(db_path)
     try:
-        # IMMEDIATE takes the lock up front so the replay check and the insert are atomic.
-        conn.execute("BEGIN IMMEDIATE")
+        begin_write(conn)
         yield conn
         conn.commit()
     except BaseException:
@@ -69,7 +68,7 @@ def _check_table(table: str) -> None:
         raise ValueError(f"{table} has no idempotency key")
 
 
-def find_by_key(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any] | None:
+def find_by_key(conn: Connection, table: str, key: str) -> dict[str, Any] | None:
     """The row written earlier under ``key``, if any."""
     _check_table(table)
     sql = f"SELECT * FROM {table} WHERE idempotency_key = ?"  # noqa: S608 - table is allow-listed
@@ -77,7 +76,7 @@ def find_by_key(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any
     return dict(row) if row is not None else None
 
 
-def stored(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any]:
+def stored(conn: Connection, table: str, key: str) -> dict[str, Any]:
     """The row just written under ``key``."""
     row = find_by_key(conn, table, key)
     if row is None:
@@ -85,7 +84,7 @@ def stored(conn: sqlite3.Connection, table: str, key: str) -> dict[str, Any]:
     return row
 
 
-def new_id(conn: sqlite3.Connection, table: str, prefix: str, key: str) -> str:
+def new_id(conn: Connection, table: str, prefix: str, key: str) -> str:
     """A deterministic id from the idempotency key, lengthened on a prefix collision."""
     _check_table(table)
     digest = hashlib.sha256(key.encode()).hexdigest().upper()

@@ -1,9 +1,17 @@
-"""The bundled systems-of-record sandbox: a small SQLite database the tools act on."""
+"""The bundled systems-of-record sandbox: a small database the demo tools act on.
+
+A target is a SQLite file (the default, ``<data_dir>/sandbox.db``) or a PostgreSQL URL
+(``tools.sandbox_pg``), so workers on several machines share one world.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, Protocol
+
+from tools import sandbox_pg
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -196,9 +204,39 @@ def _statements() -> list[str]:
     return [s.strip() for s in SCHEMA.split(";") if s.strip()]
 
 
-def connect(db_path: str | Path) -> sqlite3.Connection:
-    """Open the sandbox with WAL, a busy timeout, Row results and foreign keys."""
-    conn = sqlite3.connect(str(db_path), timeout=5.0)
+class Result(Protocol):
+    """What a statement hands back: rows by name and position."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """The part of ``sqlite3.Connection`` the tools use; the PostgreSQL adapter has it too."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Result: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Target = str | Path
+
+
+def connect(target: Target) -> Connection:
+    """Open the sandbox: SQLite with WAL, a busy timeout, Row results and foreign keys, or
+    a PostgreSQL connection when ``target`` is a URL."""
+    if sandbox_pg.is_url(target):
+        return sandbox_pg.PgConnection(str(target))
+    conn = sqlite3.connect(str(target), timeout=5.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=5000")
@@ -206,7 +244,15 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def seed(conn: sqlite3.Connection) -> None:
+def begin_write(conn: Connection) -> None:
+    """Take the write lock up front, so a replay check and its insert are atomic."""
+    if isinstance(conn, sandbox_pg.PgConnection):
+        conn.lock_writes()
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+
+
+def seed(conn: Connection) -> None:
     """Insert the fixed seed rows (existing rows are left alone). Does not commit."""
     conn.executemany("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", _CUSTOMERS)
     conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", _ORDERS)
@@ -218,35 +264,50 @@ def seed(conn: sqlite3.Connection) -> None:
     conn.executemany("INSERT OR IGNORE INTO runbooks VALUES (?, ?, ?, ?)", _RUNBOOKS)
 
 
-def _create(conn: sqlite3.Connection) -> None:
+def _create(conn: Connection) -> None:
     for stmt in _statements():
         conn.execute(stmt)
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
+def _has_tables(conn: Connection) -> bool:
+    if isinstance(conn, sandbox_pg.PgConnection):
+        return conn.has_tables()
     row = conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'customers'"
     ).fetchone()
     return bool(row[0])
 
 
-def reset(db_path: str | Path) -> None:
+def _open_for_schema(target: Target) -> Connection:
+    """A connection holding the schema lock (SQLite: its write lock)."""
+    if sandbox_pg.is_url(target):
+        pg = sandbox_pg.PgConnection(str(target))
+        pg.lock_schema()
+        return pg
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return connect(target)
+
+
+def reset(target: Target) -> None:
     """Drop every table, recreate the schema and seed it (creates parent dirs)."""
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(db_path)
+    conn = _open_for_schema(target)
     try:
-        # Dropping in any order needs FK enforcement off; the pragma is a no-op inside
-        # a transaction, so it is set before BEGIN.
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("BEGIN IMMEDIATE")
-        names = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        for name in names:
-            conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+        if isinstance(conn, sandbox_pg.PgConnection):
+            conn.drop_tables(TABLES)
+        else:
+            # Dropping in any order needs FK enforcement off; the pragma is a no-op inside
+            # a transaction, so it is set before BEGIN.
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("BEGIN IMMEDIATE")
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            for name in names:
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
         _create(conn)
         seed(conn)
         conn.commit()
@@ -257,16 +318,21 @@ def reset(db_path: str | Path) -> None:
         conn.close()
 
 
-def ensure(db_path: str | Path) -> None:
+def ensure(target: Target) -> None:
     """Create and seed the sandbox if it is missing; otherwise leave it untouched."""
-    path = Path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(path)
+    if not sandbox_pg.is_url(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    probe = connect(target)
     try:
-        if _has_tables(conn):
+        if _has_tables(probe):
             return
-        # Re-check under the write lock so two first callers do not both seed.
-        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        probe.close()
+    conn = _open_for_schema(target)
+    try:
+        # Re-check under the lock so two first callers do not both seed.
+        if not isinstance(conn, sandbox_pg.PgConnection):
+            conn.execute("BEGIN IMMEDIATE")
         if not _has_tables(conn):
             _create(conn)
             seed(conn)

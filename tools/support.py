@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,6 +18,7 @@ from tools.records import (
     utc_now,
     writing,
 )
+from tools.sandbox import Connection
 from tools.spec import Risk, SideEffect, ToolContext, ToolError, ToolSpec
 
 CustomerId = Annotated[str, Field(pattern=r"^C-\d{4}$", description="Customer id, e.g. 'C-1001'.")]
@@ -75,28 +75,28 @@ class UpdateTicketArgs(_Args):
     )
 
 
-def _customer(conn: sqlite3.Connection, customer_id: str) -> dict[str, Any]:
+def _customer(conn: Connection, customer_id: str) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
     if row is None:
         raise ToolError(f"unknown customer {customer_id}")
     return dict(row)
 
 
-def _order(conn: sqlite3.Connection, order_id: str) -> dict[str, Any]:
+def _order(conn: Connection, order_id: str) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
     if row is None:
         raise ToolError(f"unknown order {order_id}")
     return dict(row)
 
 
-def _ticket(conn: sqlite3.Connection, ticket_id: str) -> dict[str, Any]:
+def _ticket(conn: Connection, ticket_id: str) -> dict[str, Any]:
     row = conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
     if row is None:
         raise ToolError(f"unknown ticket {ticket_id}")
     return dict(row)
 
 
-def _refunded_total(conn: sqlite3.Connection, order_id: str) -> float:
+def _refunded_total(conn: Connection, order_id: str) -> float:
     row = conn.execute(
         "SELECT COALESCE(SUM(amount_usd), 0) FROM refunds WHERE order_id = ?", (order_id,)
     ).fetchone()

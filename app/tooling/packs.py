@@ -58,7 +58,8 @@ def static_registry(settings: Settings, *, prepare: bool = True) -> ToolRegistry
             raise ConfigError(f"{where}: cannot load pack {pc.name!r}: {e}") from e
         source = f"pack:{pc.name}"
         try:
-            env = PackEnv(pc.settings, settings.data_dir, settings.project_dir)
+            env = PackEnv(pc.settings, settings.data_dir, settings.project_dir,
+                          settings.database_url)
             reg.add_all(pack.tools, source, pack.prepare(env) if prepare else pc.settings)
         except DuplicateTool as e:
             raise ConfigError(f"{where}: {e}") from e

@@ -127,7 +127,7 @@ async def test_prompt_injection_in_a_tool_result_causes_no_unapproved_write(
 
     async with open_services(policy_settings,
                              scripted=ScriptedProvider(behaviour=obeys_injections)) as s:
-        conn = sqlite3.connect(s.sandbox_path)
+        conn = sqlite3.connect(s.sandbox)
         conn.execute("UPDATE orders SET notes = ? WHERE id = 'O-5002'", (INJECTION,))
         conn.commit()
         conn.close()

@@ -1,6 +1,6 @@
 """A distributed-mode cluster on loopback for tests: API replicas and worker processes on
-one PostgreSQL schema, each process with its own data dir, all sharing one sandbox file
-(the demo pack's ``db_path``)."""
+one PostgreSQL schema, each process with its own data dir, all acting on one sandbox (the
+demo pack's tables in that schema, its default when Foreman has a database URL)."""
 
 from __future__ import annotations
 
@@ -111,13 +111,13 @@ class Cluster:
     _n: int = 0
 
     def __post_init__(self) -> None:
-        self.sandbox = self.root / "sandbox.db"
+        self.sandbox = self.pg_url
         sandbox.ensure(self.sandbox)
 
     def _node(self, kind: str, extra: dict[str, str]) -> Node:
         self._n += 1
         data = self.root / f"{kind}-{self._n}"
-        shared = json.dumps([{"name": "demo", "settings": {"db_path": str(self.sandbox)}}])
+        shared = json.dumps([{"name": "demo", "settings": {}}])  # no path: the shared database
         env = base_env(data, self.pg_url, {"FOREMAN_TOOLS__PACKS": shared, **self.env, **extra})
         return Node(kind, data, env)
 

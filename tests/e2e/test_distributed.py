@@ -1,5 +1,5 @@
 """Distributed mode with real processes on loopback: two API replicas and three workers on
-one PostgreSQL schema (offline models, a shared sandbox file).
+one PostgreSQL schema (offline models, the sandbox's tables in that schema).
 
 One cluster serves the module's tests in order; tests that kill or pause workers start
 replacements. Waits are bounded and generous (the machine is small and shared); the
@@ -88,9 +88,7 @@ def refund_marker(c: Cluster, timeout: float = FAST_RUN_S) -> tuple[Node, str]:
 
 
 def refunds(c: Cluster, order: str) -> list[Any]:
-    import sqlite3
-
-    conn = sqlite3.connect(c.sandbox)
+    conn = sandbox.connect(c.sandbox)
     try:
         return conn.execute("SELECT * FROM refunds WHERE order_id = ?", (order,)).fetchall()
     finally:

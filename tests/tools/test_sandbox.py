@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tools.sandbox import connect, ensure, reset
 
 EMPTY_AT_SEED = ("refunds", "outbox", "incidents", "incident_updates", "remediations")
@@ -187,3 +189,41 @@ def test_ensure_keeps_existing_data(tmp_path: Path) -> None:
         assert _one(conn, "SELECT tier FROM customers WHERE id = 'C-1001'")[0] == "silver"
     finally:
         conn.close()
+
+
+def test_demo_pack_puts_the_sandbox_in_foremans_database_when_it_has_one(
+        tmp_path: Path, pg_url: str) -> None:
+    from tools.catalog import get_tool
+    from tools.demo import PACK
+    from tools.pack import PackEnv
+    from tools.spec import ToolContext
+
+    settings = PACK.prepare(PackEnv({}, tmp_path, tmp_path, pg_url))
+    assert settings == {"db_url": pg_url}
+    assert not (tmp_path / "sandbox.db").exists()
+    spec = get_tool("issue_refund")
+    ctx = ToolContext(idempotency_key="t:refund-1", settings=settings)
+    args = {"order_id": "O-5002", "amount_usd": 50, "reason": "arrived broken"}
+    first = spec.run(ctx, spec.validate(args))
+    again = spec.run(ctx, spec.validate(args))
+    assert (first["replayed"], again["replayed"], again["id"]) == (False, True, first["id"])
+    conn = connect(pg_url)
+    try:
+        rows = conn.execute("SELECT order_id, amount_usd FROM refunds").fetchall()
+    finally:
+        conn.close()
+    assert [tuple(r) for r in rows] == [("O-5002", 50.0)]
+    # Without a database URL the pack keeps its SQLite file.
+    assert PACK.prepare(PackEnv({}, tmp_path, tmp_path)) == {
+        "db_path": str(tmp_path / "sandbox.db")}
+
+
+def test_demo_pack_refuses_two_sandboxes_or_a_non_postgres_url(tmp_path: Path) -> None:
+    from tools.demo import PACK
+    from tools.pack import PackEnv
+
+    with pytest.raises(ValueError, match="not both"):
+        PACK.prepare(PackEnv({"db_url": "postgresql://x/y", "db_path": "a.db"}, tmp_path,
+                             tmp_path))
+    with pytest.raises(ValueError, match="postgresql://"):
+        PACK.prepare(PackEnv({"db_url": "mysql://x/y"}, tmp_path, tmp_path))
