@@ -184,8 +184,13 @@ class Runner:
             # Read the state only here: a decision never needs it, and loading a paused
             # thread replays its delta channels.
             snapshot = await self.graph(run.team).aget_state(self.config(thread_id, run.team))
-            # Continue from the last checkpoint, or start over if none was written.
-            payload = None if snapshot.next else fresh_input(run.task)
+            # Decisions settled before a crash, not applied yet: resume with them (re-running
+            # the paused node would ask again for what was already decided).
+            decision = self.store.settled_decisions(
+                run.id, [i.id for i in snapshot.interrupts]) or None
+            # Else continue from the last checkpoint, or start over if none was written.
+            payload = (Command(resume=decision) if decision
+                       else None if snapshot.next else fresh_input(run.task))
         events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
         return await self._drive(run.id, thread_id, run.team, payload, events, store)
 
