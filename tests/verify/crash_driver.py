@@ -1,7 +1,7 @@
 """One process of the crash sweep: what `foreman serve` does at start, then drive one task to
 its end, approving what it asks for.
 
-``python -m tests.verify.crash_driver CONFIG TASK_ID``, with ``FOREMAN_DATA_DIR`` set. The
+``python -m tests.verify.crash_driver CONFIG TASK_ID THREAD_ID``, with ``FOREMAN_DATA_DIR`` set. The
 first process records and starts the task; any later one (after a kill) is a restart: the
 expiry sweep and ``RunManager.recover`` exactly as the server's lifespan runs them, then the
 same loop. Pending approvals are decided through the approvals service by an approver of the
@@ -46,7 +46,7 @@ class LoggedProvider(ScriptedProvider):
         return await super().complete(model, request)  # type: ignore[arg-type]
 
 
-async def drive(config: str, task_id: str) -> int:
+async def drive(config: str, task_id: str, thread: str) -> int:
     task = TASKS[task_id]
     settings = load_settings(config)
     provider = LoggedProvider(settings.data_dir / "calls.log", 0.0)
@@ -57,7 +57,7 @@ async def drive(config: str, task_id: str) -> int:
             store = services.store
             await services.approvals.sweep(manager)
             if not store.runs_with_status("pending", "running", "interrupted", *TERMINAL):
-                manager.start(task=task.text, team=task.team, thread_id=task.thread,
+                manager.start(task=task.text, team=task.team, thread_id=thread,
                               tenant=task.tenant, created_by="alice")
             else:
                 manager.recover()
@@ -66,7 +66,7 @@ async def drive(config: str, task_id: str) -> int:
             for _ in range(20):
                 for run_id in list(manager._tasks):
                     await manager.wait(run_id)
-                run = store.latest_run(task.thread)
+                run = store.latest_run(thread)
                 if run is None:
                     return STUCK
                 if run.status in TERMINAL:
@@ -84,11 +84,11 @@ async def drive(config: str, task_id: str) -> int:
 
 
 def main() -> None:
-    config, task_id = sys.argv[1], sys.argv[2]
+    config, task_id, thread = sys.argv[1], sys.argv[2], sys.argv[3]
     os.environ.setdefault("FOREMAN_KNOWLEDGE__INGEST_BUNDLED", "false")
     # The sweep's tasks search no knowledge base: skip loading the embedding model.
     app.services.make_embedder = lambda config: HashingEmbedder()  # type: ignore[assignment]
-    sys.exit(asyncio.run(drive(config, task_id)))
+    sys.exit(asyncio.run(drive(config, task_id, thread)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 
 from app import crashpoints
 from tests.verify import crash_driver
@@ -49,7 +50,19 @@ def child(request: dict[str, object]) -> None:
     os._exit(code)
 
 
+def warm() -> None:
+    """Pay once what every child would pay again: the vector store's imports (a child
+    opens its store in a thread) and the policy language's grammar (built on first use)."""
+    import chromadb
+    from celpy.celparser import CELParser
+
+    CELParser()
+    del chromadb
+    assert threading.active_count() == 1, "a thread before fork: children would inherit locks"
+
+
 def main() -> None:
+    warm()
     for line in sys.stdin:
         request = json.loads(line)
         pid = os.fork()

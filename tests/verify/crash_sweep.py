@@ -3,10 +3,10 @@ comparison of what a killed-and-restarted run left behind with an uninterrupted 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,7 +32,8 @@ RESTARTS = 3  # a restart is never killed, so one is enough; more would hide a s
 
 @dataclass
 class World:
-    """Where one point's processes keep their state: data dir, config, CRM server."""
+    """Where one point's processes keep their state: a data dir of its own, the task's
+    config, and the database its side effects land in (the sandbox, or the shared CRM's)."""
 
     task: Task
     home: Path
@@ -43,6 +44,12 @@ class World:
     def data(self) -> Path:
         return self.home / "data"
 
+    @property
+    def thread(self) -> str:
+        """Of one length in every world: thread ids reach prompts (an MCP result echoes its
+        idempotency key), and the same run must cost the same in each."""
+        return f"t-{self.task.id}-{hashlib.sha256(self.home.name.encode()).hexdigest()[:12]}"
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
@@ -50,35 +57,31 @@ class World:
                 "FOREMAN_OFFLINE": "1", "FOREMAN_CONFIG": str(self.config),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
 
-    def effects_db(self) -> Path:
-        return self.crm.db if self.crm is not None else self.data / "sandbox.db"
+    def effects(self) -> list[list[Any]]:
+        """The rows of the task's side effects (on the CRM: this world's credits only)."""
+        path = self.crm.db if self.crm is not None else self.data / "sandbox.db"
+        conn = sqlite3.connect(path, timeout=10)
+        try:
+            return [[list(r) for r in conn.execute(sql, (f"{self.thread}:%",) * sql.count("?"))]
+                    for sql in self.task.effects]
+        finally:
+            conn.close()
 
-    def close(self) -> None:
-        if self.crm is not None:
-            self.crm.stop()
 
-
-def make_world(task: Task, home: Path, project: Path | None = None) -> World:
-    """A fresh data dir (and for an MCP task a fresh CRM server on a copy of the project)."""
+def make_world(task: Task, home: Path, crm: Crm | None = None,
+               project: Path | None = None) -> World:
+    """A fresh data dir; an MCP task runs the project made by :func:`make_crm_project`
+    against the shared CRM server (each world's thread keeps its credits apart)."""
     home.mkdir(parents=True, exist_ok=True)
     if not task.mcp:
         return World(task, home, ROOT / "foreman.yaml")
-    crm = Crm(home / "crm.db").start()
-    assert project is not None
-    folder = home / "desk"
-    shutil.copytree(project, folder)
-    config = folder / "foreman.yaml"
-    text = config.read_text()
-    marker = "url: http://127.0.0.1:"
-    start = text.index(marker) + len(marker)
-    end = text.index("/mcp", start)
-    config.write_text(text[:start] + str(crm.port) + text[end:])
-    return World(task, home, config, crm)
+    assert crm is not None and project is not None
+    return World(task, home, project / "foreman.yaml", crm)
 
 
-def make_project_template(folder: Path) -> Path:
-    """The MCP task's project (``foreman init`` once; each world copies it)."""
-    make_project(folder, "http://127.0.0.1:1/mcp")
+def make_crm_project(folder: Path, crm: Crm) -> Path:
+    """The MCP task's project (``foreman init``, rewired to the CRM server) once a sweep."""
+    make_project(folder, crm.url)
     return folder
 
 
@@ -106,7 +109,7 @@ class Forker:
         """The child's exit code (``-9`` when killed); a child over time is killed (``-9``
         is then reported as a timeout by the caller through the log)."""
         assert self.proc.stdin is not None
-        request = {"argv": [str(world.config), world.task.id], "env": env,
+        request = {"argv": [str(world.config), world.task.id, world.thread], "env": env,
                    "cwd": str(world.home), "log": str(log)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
@@ -159,25 +162,19 @@ class Outcome:
 
 def observe(world: World) -> Outcome:
     """Read the world's databases after its run ended."""
-    effects: list[list[Any]] = []
-    box = sqlite3.connect(world.effects_db())
-    try:
-        for sql in world.task.effects:
-            effects.append([list(r) for r in box.execute(sql).fetchall()])
-    finally:
-        box.close()
+    effects = world.effects()
     calls = world.data / "calls.log"
     paid = Counter(calls.read_text().split()) if calls.exists() else Counter()
     store = Store(open_database(None, world.data / "foreman.db"))
     try:
-        run = store.latest_run(world.task.thread)
+        run = store.latest_run(world.thread)
         assert run is not None, "no run was recorded"
         journal = store.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(cost_usd), 0) AS usd"
                                  " FROM model_calls WHERE run_id = ? AND outcome = 'ok'",
                                  (run.id,))[0]
         open_tools = [f"{r['tool']}:{r['status']}" for r in store.db.query(
             "SELECT tool, status, result FROM tool_calls WHERE thread_id = ?",
-            (world.task.thread,))
+            (world.thread,))
             if r["status"] != "DONE" or "needs_human" in (r["result"] or "")]
         audited = sum(1 for e in store.events(run.id, 0, 100_000)
                       if audit_entry(e["type"], e["data"]) is not None)

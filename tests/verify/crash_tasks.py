@@ -19,17 +19,15 @@ class Task:
     effects: tuple[str, ...]  # SQL on the sandbox (or the CRM's database): the side effects
     mcp: bool = False
 
-    @property
-    def thread(self) -> str:
-        return f"t-sweep-{self.id}"
-
 
 SANDBOX = ("SELECT order_id, amount_usd FROM refunds ORDER BY 1",
            "SELECT customer_id, to_email, subject FROM outbox ORDER BY 1, 3",
            "SELECT id, status FROM tickets ORDER BY 1",
            "SELECT service, severity, status FROM incidents ORDER BY 1",
            "SELECT service, action FROM remediations ORDER BY 1, 2",
-           "SELECT name, status, replicas FROM services ORDER BY 1")
+           "SELECT name, status, replicas FROM services ORDER BY 1",
+           "SELECT ticket_id, status, note FROM ticket_updates ORDER BY 1, 2, 3",
+           "SELECT message, status FROM incident_updates ORDER BY 1, 2")
 
 TASKS = {t.id: t for t in (
     Task("refund", "Customer C-1001 says order O-5002 arrived broken; refund it and let them "
@@ -39,5 +37,6 @@ TASKS = {t.id: t for t in (
     Task("status", "Customer C-1002 asks where order O-5003 is; reply with its shipping status",
          "support", "acme", "support-leads", SANDBOX),
     Task("crm", CRM_TASK, "desk", "default", "leads",
-         ("SELECT customer_id, amount_usd, reason FROM credits ORDER BY 1",), mcp=True),
+         ("SELECT customer_id, amount_usd, reason FROM credits"
+          " WHERE idempotency_key LIKE ?",), mcp=True),
 )}
