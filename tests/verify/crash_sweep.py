@@ -39,6 +39,7 @@ class World:
     home: Path
     config: Path
     crm: Crm | None = None
+    database_url: str | None = None  # PostgreSQL (a schema of its own), else SQLite
 
     @property
     def data(self) -> Path:
@@ -55,7 +56,9 @@ class World:
                if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
         return {**env, "PYTHONPATH": str(ROOT), "FOREMAN_DATA_DIR": str(self.data),
                 "FOREMAN_OFFLINE": "1", "FOREMAN_CONFIG": str(self.config),
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                **({"FOREMAN_DATABASE_URL": self.database_url} if self.database_url else {}),
+                **extra}
 
     def effects(self) -> list[list[Any]]:
         """The rows of the task's side effects (on the CRM: this world's credits only)."""
@@ -68,15 +71,15 @@ class World:
             conn.close()
 
 
-def make_world(task: Task, home: Path, crm: Crm | None = None,
-               project: Path | None = None) -> World:
+def make_world(task: Task, home: Path, crm: Crm | None = None, project: Path | None = None,
+               database_url: str | None = None) -> World:
     """A fresh data dir; an MCP task runs the project made by :func:`make_crm_project`
     against the shared CRM server (each world's thread keeps its credits apart)."""
     home.mkdir(parents=True, exist_ok=True)
     if not task.mcp:
-        return World(task, home, ROOT / "foreman.yaml")
+        return World(task, home, ROOT / "foreman.yaml", database_url=database_url)
     assert crm is not None and project is not None
-    return World(task, home, project / "foreman.yaml", crm)
+    return World(task, home, project / "foreman.yaml", crm, database_url)
 
 
 def make_crm_project(folder: Path, crm: Crm) -> Path:
@@ -165,7 +168,7 @@ def observe(world: World) -> Outcome:
     effects = world.effects()
     calls = world.data / "calls.log"
     paid = Counter(calls.read_text().split()) if calls.exists() else Counter()
-    store = Store(open_database(None, world.data / "foreman.db"))
+    store = Store(open_database(world.database_url, world.data / "foreman.db"))
     try:
         run = store.latest_run(world.thread)
         assert run is not None, "no run was recorded"
