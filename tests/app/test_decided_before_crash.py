@@ -74,8 +74,10 @@ async def test_a_pending_approval_is_not_picked_up_by_recovery(
         policy_settings: Settings) -> None:
     async with open_services(policy_settings) as s:
         result, approval_id = await paused(s)
+        row = s.store.get_approval(approval_id)
+        assert row is not None and row.status == "pending"
         assert s.store.runs_awaiting_resume() == []
-        assert s.store.settled_decisions(result.run_id, ["anything"]) == {}
+        assert s.store.settled_decisions(result.run_id, [row.interrupt_id]) == {}
         manager = RunManager(s, EventBroker())
         assert manager.recover() == []
         assert s.store.get_run(result.run_id).status == "interrupted"  # type: ignore[union-attr]
