@@ -27,6 +27,7 @@ from tests.verify.crash_tasks import Task
 ROOT = Path(__file__).resolve().parents[2]
 KILLED = -9
 TIMED_OUT = -1000
+COST_SLACK = 0.02  # journaled cost within 2% of the uninterrupted run's (same calls)
 RESTARTS = 3  # a restart is never killed, so one is enough; more would hide a stuck run
 
 
@@ -204,7 +205,10 @@ def compare(task: Task, got: Outcome, want: Outcome) -> list[str]:
     if sum(got.paid.values()) != sum(want.paid.values()):
         problems.append(f"{sum(got.paid.values())} provider calls, uninterrupted "
                         f"{sum(want.paid.values())}")
-    if (got.journal, got.cost_usd) != (want.journal, want.cost_usd):
+    # The cost may differ by a few prompt tokens, never by a call: a restarted run's tool
+    # results say they were replayed or reconciled, and the model reads that.
+    if got.journal != want.journal or abs(got.cost_usd - want.cost_usd) > COST_SLACK * \
+            want.cost_usd:
         problems.append(f"journal {got.journal} calls ${got.cost_usd}, uninterrupted "
                         f"{want.journal} calls ${want.cost_usd}")
     if got.tools_open:
