@@ -1,5 +1,6 @@
-"""A decision committed just before the process died is applied at the next start: the
-run neither sticks as interrupted nor asks again for what was already decided."""
+"""What a restart does with a run the last process left half-recorded: a decision committed
+just before it died is applied (the run neither sticks as interrupted nor asks again for
+what was decided), and a run whose graph had ended is finished, not started over."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from app.api.auth import Principal
+from app.approvals import InlineResume
 from app.broker import EventBroker
 from app.run_manager import RunManager
 from app.runner import RunResult
 from app.services import Services, open_services
 from app.settings import Settings
 
+BOB = Principal("bob", "acme", frozenset({"approver"}), groups=frozenset({"support-leads"}))
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 
 
@@ -81,3 +85,27 @@ async def test_a_pending_approval_is_not_picked_up_by_recovery(
         manager = RunManager(s, EventBroker())
         assert manager.recover() == []
         assert s.store.get_run(result.run_id).status == "interrupted"  # type: ignore[union-attr]
+
+
+async def test_a_run_whose_graph_ended_before_its_status_was_written_is_finished_not_redone(
+        policy_settings: Settings, sandbox_rows: Any) -> None:
+    async with open_services(policy_settings) as s:
+        result, approval_id = await paused(s)
+        resumer = InlineResume(s.runner)
+        await s.approvals.decide(BOB, approval_id, "approve", resumer)
+        assert resumer.result is not None and resumer.result.status == "success"
+        calls = s.store.totals(result.run_id).calls
+        # The process died after the last checkpoint, before the run row was updated.
+        s.store.update_run(result.run_id, status="running", stop_reason=None,
+                           final_answer=None)
+        done = await s.runner.resume(result.thread_id)
+        events = s.store.events(result.run_id)
+        calls_after = s.store.totals(result.run_id).calls
+
+    assert (done.status, done.stop_reason) == ("success", "satisfied")
+    assert done.final_answer == resumer.result.final_answer
+    assert calls_after == calls  # not one call made again
+    # Nothing was planned or asked again: the restart only recorded the ending.
+    assert [e["type"] for e in events].count("plan_created") == 1
+    assert [e["type"] for e in events].count("approval_requested") == 1
+    assert sandbox_rows("SELECT order_id FROM refunds") == [{"order_id": "O-5002"}]
