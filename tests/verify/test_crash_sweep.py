@@ -174,8 +174,9 @@ def report(name: str, results: list[PointResult], passes: dict[str, Any],
     sites = ", ".join(f"{s} ({by_site[s]})" for s in sorted(by_site))
     record(name, len(results), len(failed) + len(unreached),
            "a SIGKILL at the n-th pass of a durable write, then a restart: the same side "
-           "effects, provider calls and cost as an uninterrupted run, no tool call left "
-           "open, the audit chain verifies, the run ends; 4 tasks (refund and scale-out "
+           "effects and provider calls as an uninterrupted run (no duplicate, none lost, no "
+           "call paid twice), no tool call left open, the audit chain verifies, the run "
+           "ends; 4 tasks (refund and scale-out "
            f"with approval, lookup and reply, an MCP credit), points per site: {sites}")
     assert not failed, "\n".join(f"{r.task} {r.site}:{r.n}: {r.problems}" for r in failed)
     assert not unreached, [f"{r.task} {r.site}:{r.n}" for r in unreached]
