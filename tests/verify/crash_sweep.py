@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLED = -9
 TIMED_OUT = -1000
 COST_SLACK = 0.02  # journaled cost within 2% of the uninterrupted run's (same calls)
-RESTARTS = 3  # a restart is never killed, so one is enough; more would hide a stuck run
+RESTARTS = 1  # a restart is never armed, so one must finish the run; more would hide a stuck one
 
 
 @dataclass
