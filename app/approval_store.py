@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app import crashpoints
 from app.db import Cursor, Database, Row
 
 APPROVAL_SCHEMA = [
@@ -112,6 +113,7 @@ class ApprovalRows:
                 return None
             seq: int = self.event_in(c, row["run_id"], "approval_requested", event,
                                      actor=row.get("requester"))
+        crashpoints.hit("approval.create")
         return seq
 
     def settle_approval(self: Any, approval_id: str, status: str, decision: str,
@@ -122,6 +124,7 @@ class ApprovalRows:
         with self.db.tx() as c:
             seq: int | None = self.settle_approval_in(c, approval_id, status, decision,
                                                       decided_by, message, event, at)
+        crashpoints.hit("approval.settle")
         return seq
 
     def settle_approval_in(self: Any, c: Cursor, approval_id: str, status: str,
@@ -143,6 +146,39 @@ class ApprovalRows:
         """Inside a transaction: the run's budget after an approved extension."""
         c.run("UPDATE runs SET budget_usd = ?, updated_at = ? WHERE id = ?",
               (budget_usd, time.time(), run_id))
+
+    def settled_decisions(self, run_id: str,
+                          interrupt_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The resume values of the run's settled approvals among ``interrupt_ids``, from
+        their ``approval_decided`` events (an edit's arguments included): what a run resumes
+        with when the decision was committed but the process died before applying it."""
+        wanted = set(interrupt_ids)
+        if not wanted:
+            return {}
+        rows = self.db.query("SELECT data FROM events WHERE run_id = ? AND"
+                             " type = 'approval_decided' ORDER BY seq", (run_id,))
+        found: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            data = json.loads(r["data"])
+            if data.get("interrupt_id") not in wanted:
+                continue
+            kind = str(data.get("decision") or "reject")
+            value = {"decision": "reject" if kind == "expired" else kind,
+                     "message": str(data.get("message") or "")}
+            if "args" in data:
+                value["args"] = data["args"]
+            found[str(data["interrupt_id"])] = value
+        return found
+
+    def runs_awaiting_resume(self) -> list[str]:
+        """Interrupted runs with nothing left to decide: a decision was settled and the
+        process stopped before the run resumed with it."""
+        rows = self.db.query(
+            "SELECT r.id FROM runs r WHERE r.status = 'interrupted' AND r.stop_reason IS NULL"
+            " AND EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id"
+            " AND a.status <> 'pending') AND NOT EXISTS (SELECT 1 FROM approvals a"
+            " WHERE a.run_id = r.id AND a.status = 'pending') ORDER BY r.created_at, r.id")
+        return [str(r["id"]) for r in rows]
 
     def get_approval(self, approval_id: str) -> ApprovalRow | None:
         """One approval by id."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from app import crashpoints
 from app.api.auth import Principal
 from app.db import Cursor
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -292,6 +293,7 @@ class ApprovalService:
                 decisions[p.row.interrupt_id] = p.value
             if isinstance(resumer, DeferredResume):
                 resumer.resume_in(c, run, decisions)
+        crashpoints.hit("approval.settle")
         if not deferred:
             await resumer.resume(run, decisions)
 
@@ -326,6 +328,7 @@ class ApprovalService:
                     resumer.resume_in(c, run, decisions)
             if settled is None:
                 continue
+            crashpoints.hit("approval.settle")
             expired.append(row.id)
             if run is None or not resume or deferred:
                 continue

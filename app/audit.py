@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app import crashpoints
 from app.db import Cursor, Database
 from app.logs import trace_id_var
 from app.redact import redact
@@ -149,6 +150,7 @@ class AuditLog:
         c.run("INSERT INTO audit_log (tenant, seq, ts, run_id, type, actor, data, prev_hash,"
               " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
               (tenant, seq, ts, run_id, type, actor, body, prev, digest))
+        crashpoints.hit("audit.append")
         return seq
 
     def audit_record(self, tenant: str, type: str, data: Mapping[str, Any], *,

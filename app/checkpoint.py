@@ -22,6 +22,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from app import crashpoints
 from app.checkpoint_fence import FencedSqliteSaver
 from app.db import synchronous_pragma
 
@@ -76,6 +77,7 @@ async def sqlite_saver(path: Path, synchronous: str = "normal", *,
         await conn.execute("PRAGMA busy_timeout=5000")
         saver = FencedSqliteSaver(conn, serde=CompressingSerializer() if compress else None)
         await saver.setup()
+        crashpoints.watch_saver(saver)
         yield saver
     finally:
         await conn.close()
@@ -98,6 +100,7 @@ async def postgres_saver(url: str, min_size: int = 1,
     try:
         saver = FencedPostgresSaver(pool, serde=CompressingSerializer())
         await saver.setup()
+        crashpoints.watch_saver(saver)
         yield saver
     finally:
         await pool.close()

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from app import crashpoints
 from app.store import Store
 from graphs.ports import EventSink
 
@@ -23,7 +24,9 @@ class RunEvents(EventSink):
 
     def emit(self, type: str, data: Mapping[str, Any]) -> None:
         """Persist and publish one event."""
-        self.notify(self.store.append_event(self.run_id, type, data), type, data)
+        seq = self.store.append_event(self.run_id, type, data)
+        crashpoints.hit("event.append")
+        self.notify(seq, type, data)
 
     def notify(self, seq: int, type: str, data: Mapping[str, Any]) -> None:
         """Tell the listeners of an event already stored (e.g. with an approval row)."""

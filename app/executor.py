@@ -6,6 +6,7 @@ import logging
 
 from pydantic import ValidationError
 
+from app import crashpoints
 from app.store import Store
 from graphs.ports import ToolExecutor, ToolInvocation, ToolOutcome
 from tools.knowledge import KnowledgeSearch
@@ -72,6 +73,7 @@ class LedgerExecutor(ToolExecutor):
         if row is None:
             self.store.tool_started(invocation.key, invocation.thread_id, invocation.agent,
                                     invocation.tool, args_sha256(invocation.args))
+            crashpoints.hit("tool.started")
         elif spec.side_effect == SideEffect.WRITE and not self.shadow:
             settled = await self._reconcile(spec, ctx, invocation)
             if settled is not None:
@@ -85,6 +87,7 @@ class LedgerExecutor(ToolExecutor):
                         "message": f"shadow mode: {spec.name} was not executed"}
             else:
                 data = await spec.arun(ctx, args)
+                crashpoints.hit("tool.applied")
             ok = True
         except ToolError as e:
             data, ok = {"error": str(e)}, False
@@ -95,6 +98,7 @@ class LedgerExecutor(ToolExecutor):
             log.exception("tool raised", extra={"tool": invocation.tool})
             data, ok = {"error": f"{invocation.tool} failed: {type(e).__name__}"}, False
         self.store.tool_done(invocation.key, ok, data)
+        crashpoints.hit("tool.done")
         return ToolOutcome(ok=ok, data=data, replayed=bool(data.get("replayed")))
 
     async def _reconcile(self, spec: ToolSpec, ctx: ToolContext,
@@ -114,6 +118,7 @@ class LedgerExecutor(ToolExecutor):
             return None
         data = {**found, "reconciled": True}
         self.store.tool_done(invocation.key, True, data)
+        crashpoints.hit("tool.done")
         return ToolOutcome(ok=True, data=data, replayed=True)
 
     def _needs_human(self, spec: ToolSpec, invocation: ToolInvocation,

@@ -215,9 +215,11 @@ class RunManager:
 
     # lifecycle
     def recover(self) -> list[str]:
-        """Resume runs that were active when the process last stopped."""
+        """Resume runs that were active when the process last stopped, and runs whose
+        decision was settled but not yet applied when it stopped."""
         recovered = []
-        for run in self.store.runs_with_status(*ACTIVE):
+        decided = [r for r in map(self.store.get_run, self.store.runs_awaiting_resume()) if r]
+        for run in [*self.store.runs_with_status(*ACTIVE), *decided]:
             if run.id in self._tasks:
                 continue
             started = bool(self.store.events(run.id, 0, limit=1))

@@ -41,6 +41,8 @@ from tools.spec import Secrets
 
 log = logging.getLogger(__name__)
 OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who claims runs executed in this process
+RUN_KEY = "foreman_run_id"  # checkpoint metadata: the run whose invocation wrote it
+FINISHED = object()  # resume payload of a run whose graph already reached its end
 
 
 def new_thread_id() -> str:
@@ -189,8 +191,22 @@ class Runner:
             # Read the state only here: a decision never needs it, and loading a paused
             # thread replays its delta channels.
             snapshot = await self.graph(run.team).aget_state(self.config(thread_id, run.team))
-            # Continue from the last checkpoint, or start over if none was written.
-            payload = None if snapshot.next else fresh_input(run.task)
+            # Decisions settled before a crash, not applied yet: resume with them (re-running
+            # the paused node would ask again for what was already decided).
+            decision = self.store.settled_decisions(
+                run.id, [i.id for i in snapshot.interrupts]) or None
+            if decision:
+                payload = Command(resume=decision)
+            elif snapshot.next or snapshot.tasks:
+                # Continue from the last checkpoint: tasks left to run, or tasks whose writes
+                # were stored before their step's checkpoint (``next`` omits those).
+                payload = None
+            elif (snapshot.metadata or {}).get(RUN_KEY) == run.id:
+                # The graph finished this run before the process stopped: only the ending
+                # (status, answer, events) is left to record; starting over would redo it.
+                payload = FINISHED
+            else:  # no checkpoint of this run was written: start it over
+                payload = fresh_input(run.task)
         events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
         return await self._drive(run.id, thread_id, run.team, payload, events, store)
 
@@ -225,8 +241,10 @@ class Runner:
             shadow=shadow), run_id, thread_id, team, events)
         store.update_run(run_id, status="running")
         try:
-            with fenced_checkpoints(store.checkpoint_fence()):
-                await graph.ainvoke(payload, config, context=context, durability="sync")
+            if payload is not FINISHED:
+                with fenced_checkpoints(store.checkpoint_fence()):
+                    await graph.ainvoke(payload, {**config, "metadata": {RUN_KEY: run_id}},
+                                        context=context, durability="sync")
         except (LeaseLost, StorageError):  # another owner has the run, or the database is
             raise  # gone: write nothing more here (the run goes on from its checkpoint)
         except GraphRecursionError as e:

@@ -1,10 +1,7 @@
-"""App tables: threads, runs, their events and the tool-call ledger (the model-call journal
-and cost ledger are in ``app.cost_ledger``).
-
-The tool-call ledger holds STARTED/DONE per (thread + tool call id) with the stored result.
-Threads, runs and events carry their tenant. The SQL is portable (SQLite and Postgres, see
-``app.db``); ``tests/app/test_store.py`` runs the same conformance suite on both.
-"""
+"""App tables: threads, runs, their events (all carrying their tenant) and the tool-call ledger
+(STARTED/DONE per thread + tool call id, with the stored result); the model-call journal and
+cost ledger are in ``app.cost_ledger``. The SQL is portable (SQLite and Postgres, see
+``app.db``); ``tests/app/test_store.py`` runs the same conformance suite on both."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import crashpoints
 from app.approval_store import ApprovalRow, ApprovalRows
 from app.audit import AuditLog, audit_entry
 from app.claims import LeaseLost, RunClaims
@@ -255,6 +253,7 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
                          " RETURNING id", params)
         if epoch is not None and not done:
             raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
+        crashpoints.hit("run.status")
 
     def get_run(self, run_id: str) -> RunRow | None:
         """One run by id."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app import crashpoints
 from app.llm.provider import tool_calls_from_json, tool_calls_to_json
 from app.store import LedgerRow, Store
 from graphs.ports import ModelResponse, Usage
@@ -42,3 +43,4 @@ class Journal:
             }
         )
         self.store.ledger_put(row, stored)
+        crashpoints.hit("model.journal")

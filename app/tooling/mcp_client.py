@@ -25,6 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
+from app import crashpoints
 from app.tooling.config import McpServerConfig, executable
 from app.tooling.secrets import interpolate
 
@@ -246,6 +247,7 @@ class McpConnection:
         if session is None:
             raise McpUnavailable(f"MCP server {self.config.name} is unavailable"
                                  + (f" ({self.error})" if self.error else ""))
+        crashpoints.hit("mcp.call")
         try:
             result = await asyncio.wait_for(
                 session.call_tool(tool, arguments, meta=meta),  # type: ignore[arg-type]
@@ -264,6 +266,7 @@ class McpConnection:
                               f"({_reason(e)})") from e
         if not isinstance(result, CallToolResult):
             raise ValueError(f"unexpected result type {type(result).__name__}")
+        crashpoints.hit("mcp.answered")
         return result
 
     def _drop(self, why: str) -> None:

@@ -1,0 +1,266 @@
+"""The machinery of the crash sweep: a fresh world per point, the driver processes, and the
+comparison of what a killed-and-restarted run left behind with an uninterrupted run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.audit import audit_entry
+from app.db import open_database
+from app.store import Store
+from tests.app.tooling.crm import Crm
+from tests.e2e.mcp_project import make_project
+from tests.verify.crash_tasks import Task
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLED = -9
+TIMED_OUT = -1000
+COST_SLACK = 0.02  # journaled cost within 2% of the uninterrupted run's (same calls)
+RESTARTS = 1  # a restart is never armed, so one must finish the run; more would hide a stuck one
+
+
+@dataclass
+class World:
+    """Where one point's processes keep their state: a data dir of its own, the task's
+    config, and the database its side effects land in (the sandbox, or the shared CRM's)."""
+
+    task: Task
+    home: Path
+    config: Path
+    crm: Crm | None = None
+    database_url: str | None = None  # PostgreSQL (a schema of its own), else SQLite
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def thread(self) -> str:
+        """Of one length in every world: thread ids reach prompts (an MCP result echoes its
+        idempotency key), and the same run must cost the same in each."""
+        return f"t-{self.task.id}-{hashlib.sha256(self.home.name.encode()).hexdigest()[:12]}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
+        return {**env, "PYTHONPATH": str(ROOT), "FOREMAN_DATA_DIR": str(self.data),
+                "FOREMAN_OFFLINE": "1", "FOREMAN_CONFIG": str(self.config),
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                **({"FOREMAN_DATABASE_URL": self.database_url} if self.database_url else {}),
+                **extra}
+
+    def effects(self) -> list[list[Any]]:
+        """The rows of the task's side effects (on the CRM: this world's credits only)."""
+        path = self.crm.db if self.crm is not None else self.data / "sandbox.db"
+        conn = sqlite3.connect(path, timeout=10)
+        try:
+            return [[list(r) for r in conn.execute(sql, (f"{self.thread}:%",) * sql.count("?"))]
+                    for sql in self.task.effects]
+        finally:
+            conn.close()
+
+
+def make_world(task: Task, home: Path, crm: Crm | None = None, project: Path | None = None,
+               database_url: str | None = None) -> World:
+    """A fresh data dir; an MCP task runs the project made by :func:`make_crm_project`
+    against the shared CRM server (each world's thread keeps its credits apart)."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not task.mcp:
+        return World(task, home, ROOT / "foreman.yaml", database_url=database_url)
+    assert crm is not None and project is not None
+    return World(task, home, project / "foreman.yaml", crm, database_url)
+
+
+def make_crm_project(folder: Path, crm: Crm) -> Path:
+    """The MCP task's project (``foreman init``, rewired to the CRM server) once a sweep."""
+    make_project(folder, crm.url)
+    return folder
+
+
+class Forker:
+    """A running fork server (``crash_forker``): each :meth:`run` is one driver process."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.verify.crash_forker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env, cwd=ROOT)
+
+    def _line(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the fork server died")
+        out: dict[str, Any] = json.loads(line)
+        return out
+
+    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
+        """The child's exit code (``-9`` when killed); a child over time is killed (``-9``
+        is then reported as a timeout by the caller through the log)."""
+        assert self.proc.stdin is not None
+        request = {"argv": [str(world.config), world.task.id, world.thread], "env": env,
+                   "cwd": str(world.home), "log": str(log)}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        pid = int(self._line(60)["pid"])
+        try:
+            return int(self._line(timeout)["rc"])
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            self._line(60)
+            return TIMED_OUT
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+def drive(forker: Forker, world: World, crash_at: str | None = None, count: bool = False,
+          timeout: float = 240) -> tuple[int, str]:
+    """One driver process: killed at ``crash_at``, or counting passes, or plain; its exit
+    code and the tail of its log."""
+    extra = {"FOREMAN_TESTING": "1"}
+    if crash_at:
+        extra["FOREMAN_CRASH_AT"] = crash_at
+    if count:
+        extra["FOREMAN_CRASH_COUNT"] = str(world.home / "passes.log")
+    log = world.home / "driver.log"
+    start = log.stat().st_size if log.exists() else 0
+    rc = forker.run(world, world.env(**extra), log, timeout)
+    with log.open("rb") as f:
+        f.seek(start)
+        tail = f.read().decode(errors="replace")[-1500:]
+    return rc, tail
+
+
+@dataclass
+class Outcome:
+    """What a task left behind, in the terms the sweep compares."""
+
+    effects: list[list[Any]]
+    status: tuple[str, str | None]
+    journal: int  # model calls journaled (answered ones)
+    cost_usd: float
+    paid: Counter[str]  # provider calls per call key, over every process
+    tools_open: list[str]  # tool calls not DONE, or left for a human
+    audit_ok: bool
+    audit_missing: int  # audited events without their audit entry
+    problems: list[str] = field(default_factory=list)
+
+
+def observe(world: World) -> Outcome:
+    """Read the world's databases after its run ended."""
+    effects = world.effects()
+    calls = world.data / "calls.log"
+    paid = Counter(calls.read_text().split()) if calls.exists() else Counter()
+    store = Store(open_database(world.database_url, world.data / "foreman.db"))
+    try:
+        run = store.latest_run(world.thread)
+        assert run is not None, "no run was recorded"
+        journal = store.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(cost_usd), 0) AS usd"
+                                 " FROM model_calls WHERE run_id = ? AND outcome = 'ok'",
+                                 (run.id,))[0]
+        open_tools = [f"{r['tool']}:{r['status']}" for r in store.db.query(
+            "SELECT tool, status, result FROM tool_calls WHERE thread_id = ?",
+            (world.thread,))
+            if r["status"] != "DONE" or "needs_human" in (r["result"] or "")]
+        audited = sum(1 for e in store.events(run.id, 0, 100_000)
+                      if audit_entry(e["type"], e["data"]) is not None)
+        entries = len(store.audit_entries(run.tenant, run.id))
+        verified = store.verify_audit()
+        return Outcome(effects, (run.status, run.stop_reason), int(journal["n"]),
+                       round(float(journal["usd"]), 9), paid, open_tools, verified.ok,
+                       audited - entries)
+    finally:
+        store.close()
+
+
+def compare(task: Task, got: Outcome, want: Outcome) -> list[str]:
+    """Every way a crashed-and-resumed run differs from the uninterrupted one."""
+    problems = []
+    for sql, g, w in zip(task.effects, got.effects, want.effects, strict=True):
+        if g != w:
+            problems.append(f"side effects differ ({sql}): {g} != {w}")
+    if got.status != want.status:
+        problems.append(f"run ended {got.status}, uninterrupted {want.status}")
+    twice = sorted(k for k, n in got.paid.items() if n > 1)
+    if twice:
+        problems.append(f"model calls paid twice: {twice}")
+    if sum(got.paid.values()) != sum(want.paid.values()):
+        problems.append(f"{sum(got.paid.values())} provider calls, uninterrupted "
+                        f"{sum(want.paid.values())}")
+    # The cost may differ by a few prompt tokens, never by a call: a restarted run's tool
+    # results say they were replayed or reconciled, and the model reads that.
+    if got.journal != want.journal or abs(got.cost_usd - want.cost_usd) > COST_SLACK * \
+            want.cost_usd:
+        problems.append(f"journal {got.journal} calls ${got.cost_usd}, uninterrupted "
+                        f"{want.journal} calls ${want.cost_usd}")
+    if got.tools_open:
+        problems.append(f"tool calls left open or for a human: {got.tools_open}")
+    if not got.audit_ok:
+        problems.append("audit chain does not verify")
+    if got.audit_missing:
+        problems.append(f"{got.audit_missing} audited events have no audit entry")
+    return problems
+
+
+def count_passes(forker: Forker, world: World) -> tuple[dict[str, int], Outcome]:
+    """Run the task once uninterrupted, counting each site's passes: the baseline."""
+    rc, log = drive(forker, world, count=True)
+    assert rc == 0, log
+    passes = Counter((world.home / "passes.log").read_text().split())
+    return dict(passes), observe(world)
+
+
+@dataclass
+class PointResult:
+    """One (site, n) point: whether the kill happened, and what differed afterwards."""
+
+    task: str
+    site: str
+    n: int
+    killed: bool
+    restarts: int
+    problems: list[str]
+    seconds: float
+
+    def as_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def sweep_point(forker: Forker, world: World, site: str, n: int,
+                want: Outcome) -> PointResult:
+    """Kill a fresh process at the n-th pass of ``site``, restart until the run ends,
+    compare with the uninterrupted run."""
+    began = time.monotonic()
+    rc, log = drive(forker, world, crash_at=f"{site}:{n}")
+    killed = rc == KILLED
+    problems: list[str] = []
+    if not killed and rc != 0:
+        problems.append(f"the armed process exited {rc}: {log[-800:]}")
+    restarts = 0
+    while rc != 0 and restarts < RESTARTS and not problems:
+        restarts += 1
+        rc, log = drive(forker, world)
+        if rc != 0:
+            problems.append(f"restart {restarts} exited {rc}: {log[-800:]}")
+    if not problems:
+        problems = compare(world.task, observe(world), want)
+    return PointResult(world.task.id, site, n, killed, restarts, problems,
+                       round(time.monotonic() - began, 2))
