@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -291,10 +292,9 @@ def sandbox_reset(config: ConfigOpt = None) -> None:
     """Restore the sandbox database to its seeded demo state."""
     from tools import sandbox
 
-    settings = _settings(config)
-    path = settings.data_dir / "sandbox.db"
-    sandbox.reset(path)
-    typer.echo(f"sandbox reset: {path}")
+    target = _sandbox_target(_settings(config))
+    sandbox.reset(target)
+    typer.echo(f"sandbox reset: {redact_url(target)}")
 
 
 @sandbox_app.command("show")
@@ -303,16 +303,32 @@ def sandbox_show(table: Annotated[str, typer.Argument(help="Table to print.")],
     """Print a sandbox table as JSON lines."""
     from tools import sandbox
 
-    settings = _settings(config)
+    target = _sandbox_target(_settings(config))
     if table not in sandbox.TABLES:
         typer.echo(f"unknown table {table!r}; tables: {', '.join(sandbox.TABLES)}", err=True)
         raise typer.Exit(2)
-    conn = sandbox.connect(settings.data_dir / "sandbox.db")
+    conn = sandbox.connect(target)
     try:
         for row in conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - checked name
             typer.echo(json.dumps(dict(row)))
     finally:
         conn.close()
+
+
+def _sandbox_target(settings: Settings) -> str:
+    """Where the demo pack keeps its sandbox under this config (file or database URL)."""
+    from app.tooling.packs import static_registry
+
+    demo = static_registry(settings).source_settings("pack:demo")
+    return str(demo.get("db_url") or demo.get("db_path") or settings.data_dir / "sandbox.db")
+
+
+def redact_url(target: str) -> str:
+    """A sandbox target fit to print: a database URL loses its password."""
+    parts = urlsplit(target)
+    if not parts.scheme.startswith("postgres") or not parts.password:
+        return target
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 def main() -> None:

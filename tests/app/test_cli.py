@@ -62,3 +62,30 @@ def test_cli_run_that_does_not_do_its_task_exits_1(tmp_path: Path) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Not done (blocked)" in out.stdout
     assert "Nothing was done" in out.stdout
+
+
+def test_cli_sandbox_commands_follow_the_demo_packs_database(tmp_path: Path,
+                                                             pg_url: str) -> None:
+    """With a database URL the sandbox's tables live there; `sandbox` reads and resets
+    them, and prints the URL without its password."""
+    from tools import sandbox
+
+    env = {**os.environ, "FOREMAN_DATA_DIR": str(tmp_path), "FOREMAN_OFFLINE": "1",
+           "FOREMAN_CONFIG": str(ROOT / "foreman.yaml"), "FOREMAN_DATABASE_URL": pg_url}
+    sandbox.reset(pg_url)
+    conn = sandbox.connect(pg_url)
+    conn.execute("DELETE FROM runbooks WHERE id = 'RB-1'")
+    conn.commit()
+    conn.close()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([FOREMAN, "sandbox", *args], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+
+    shown = cli("show", "runbooks")
+    assert shown.returncode == 0, shown.stderr
+    assert [line for line in shown.stdout.splitlines() if '"RB-1"' in line] == []
+    assert not (tmp_path / "sandbox.db").exists()
+    reset = cli("reset")
+    assert reset.returncode == 0, reset.stderr
+    assert '"RB-1"' in cli("show", "runbooks").stdout
