@@ -9,7 +9,8 @@ A reference is ``{source:path}`` or ``{source:path|format}``:
 - ``{step:S2.name}``: figure ``name`` of step S2's latest done report (the manager's side:
   instructions and the final answer);
 - ``{told:S2.name}``: what the manager's instruction said where its template has
-  ``{step:S2.name}``, else what the run's brief shows of S2's figures.
+  ``{step:S2.name}``, else what the run's brief shows of S2's figures (an instruction the
+  manager could not fill says ``unknown`` there: that is not being told).
 
 Formats: ``money`` (two decimals), ``int``, ``text`` (the default). A path is a dotted list of
 keys: it is looked up, never evaluated. A value that is one reference keeps its type (a number
@@ -30,6 +31,9 @@ _FIGURES = re.compile(r"Figures: (?P<body>.*?)\.(?= Facts: |\s*$)", re.DOTALL)
 _PAIR = re.compile(r"(\w+)=([^\s,]+?)(?=,\s\w+=|$)")
 _SOURCE = re.compile(r'<data source="tool:(?P<tool>[\w.\-]+)">\n(?P<body>.*?)\n</data>',
                      re.DOTALL)
+
+
+MISSING = "unknown"  # what an instruction says where the manager did not know a figure
 
 
 class Unresolved(LookupError):
@@ -89,7 +93,7 @@ def lookup(source: str, path: str, src: Sources) -> Any:
         if head not in src.steps or rest not in src.steps[head]:
             raise Unresolved(f"step:{path}")
         return src.steps[head][rest]
-    if path not in src.told:
+    if src.told.get(path, MISSING).strip() == MISSING:
         raise Unresolved(f"told:{path}")
     return _number(src.told[path])
 
@@ -122,7 +126,7 @@ def resolve(value: Any, src: Sources) -> Any:
                                           m.group("format")), value)
 
 
-def fill(text: str, src: Sources, missing: str = "unknown") -> str:
+def fill(text: str, src: Sources, missing: str = MISSING) -> str:
     """Text with references filled in, an unresolvable one written as ``missing``."""
     def sub(m: re.Match[str]) -> str:
         try:

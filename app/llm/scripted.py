@@ -19,7 +19,14 @@ from typing import Any
 
 from app.llm.playbook import Step, for_instruction, for_task
 from app.llm.provider import ProviderReply, TokenSink
-from app.llm.references import Sources, Unresolved, resolve, step_figures, tool_results
+from app.llm.references import (
+    MISSING,
+    Sources,
+    Unresolved,
+    resolve,
+    step_figures,
+    tool_results,
+)
 from app.llm.scripted_manager import (
     OFFLINE_NOTE,
     final,
@@ -159,7 +166,8 @@ def sources(request: ModelRequest, told: dict[str, str],
     shown = step_figures(brief.get("recent_results") or []) if isinstance(brief, dict) else {}
     heard = {f"{sid}.{k}": str(v) for sid, figs in shown.items() for k, v in figs.items()}
     return Sources(text="\n".join(str(m.get("content") or "") for m in request.messages),
-                   results=tool_results(request.messages, skip), told={**heard, **told})
+                   results=tool_results(request.messages, skip),
+                   told={**heard, **{k: v for k, v in told.items() if v.strip() != MISSING}})
 
 
 def report(request: ModelRequest, index: int, status: str, summary: str,
