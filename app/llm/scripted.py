@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from app.llm.playbook import Step, for_instruction, for_task
@@ -28,6 +29,7 @@ from app.llm.references import (
     tool_results,
 )
 from app.llm.scripted_manager import (
+    NOT_TOLD,
     OFFLINE_NOTE,
     final,
     json_tag,
@@ -184,11 +186,27 @@ def step_report(step: Step, src: Sources, outputs: list[str]) -> tuple[str, str,
     tools returned; blocked when they do not show what the report must say."""
     joined = "\n".join(outputs)
     ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', joined)))
+    # In shadow mode a write is not executed: its result holds the arguments it would have had.
+    shadow = [r for rs in src.results.values() for r in rs if isinstance(r, dict)
+              and r.get("shadow")]
+    if shadow:
+        src = replace(src, results={t: [r.get("args", r) if isinstance(r, dict) and
+                                        r.get("shadow") else r for r in rs]
+                                    for t, rs in src.results.items()})
+    figures: dict[str, Any] = {}
     try:
+        for name, value in step.figures.items():
+            try:
+                figures[name] = resolve(value, src)
+            except Unresolved:
+                if not shadow:
+                    raise
         summary = str(resolve(step.report, src))
-        figures = dict(resolve(step.figures, src))
     except Unresolved as e:
-        return "blocked", f"the tool results do not show {e}, so I cannot report it.", ids, {}
+        if not shadow:
+            return ("blocked", f"the tool results do not show {e}, so I cannot report it.",
+                    ids, {})
+        summary = "; ".join(str(r.get("message")) for r in shadow) + "."
     # Cite the best passage of each knowledge search, as a model is told to.
     cited = re.findall(r'"citation": ?"([^"]+)"', joined)
     return "done", summary + (f" Source: {cited[0]}." if cited else ""), ids, figures
@@ -199,7 +217,7 @@ def call_args(args: dict[str, Any], src: Sources) -> dict[str, Any] | str:
     try:
         return dict(resolve(args, src))
     except Unresolved as e:
-        return f"I was not told {e} and no tool of mine returned it, so I did not guess it."
+        return f"{NOT_TOLD} {e} and no tool of mine returned it, so I did not guess it."
 
 
 def specialist(request: ModelRequest) -> ProviderReply:

@@ -18,6 +18,7 @@ from app.llm.references import Sources, Unresolved, fill, resolve, step_figures
 OFFLINE_NOTE = (
     "Foreman ran offline with its built-in scripted models, which only know the bundled demo tasks"
 )
+NOT_TOLD = "I was not told"  # a specialist missing a figure no report gave: retrying won't help
 _FLAGGED = re.compile(r"missing: (S\w+) \(")
 _ID = re.compile(r"\b([A-Z]+)-[0-9A-F]{4,}\b")
 
@@ -59,8 +60,23 @@ def lacking(step: Step, result: dict[str, Any] | None) -> list[str]:
     if result is None:
         return []
     text = f"{result.get('summary', '')} {json.dumps(result.get('reported') or {})}"
+    if "shadow mode:" in text.lower():
+        return []  # a shadow run writes nothing by design; its report says what it would have
     cited = set(_ID.findall(text))
     return [p for p in step.produces if p not in cited]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def known_step(book: Playbook | None, planned: dict[str, Any]) -> Step | None:
+    """The playbook's step for a plan step: same id, agent and goal (a step the manager or a
+    reviewer added under a free id is not the playbook's)."""
+    step = book.step(str(planned.get("id"))) if book else None
+    same = step is not None and (step.agent, _words(step.goal)) == (
+        planned.get("agent"), _words(str(planned.get("goal", ""))))
+    return step if same else None
 
 
 def _latest_done(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -136,7 +152,7 @@ def next_steps(prompt: str, book: Playbook | None) -> tuple[list[dict[str, Any]]
     ready = [s for s in status if not s.get("done") and set(s.get("depends_on", [])) <= done]
     steps = []
     for s in ready:
-        known = book.step(s["id"]) if book else None
+        known = known_step(book, s)
         instruction = (instruction_for(known, results) if known else
                        f"Gather what is known about this request: {task_of(prompt)}")
         steps.append({"step_id": s["id"], "agent": s["agent"], "instruction": instruction,
@@ -151,6 +167,8 @@ def refusals(prompt: str) -> dict[str, str]:
                if not r.get("ok") and "rejected by the approver" in r.get("summary", "")}
     refused.update({r["step_id"]: "offline models cannot do step" for r in results
                     if not r.get("ok") and OFFLINE_NOTE in r.get("summary", "")})
+    refused.update({r["step_id"]: "no report gave the figures needed by step" for r in results
+                    if not r.get("ok") and NOT_TOLD in r.get("summary", "")})
     return refused
 
 
@@ -176,8 +194,10 @@ def verify(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     latest = _latest_done(_results(prompt))
     missing = []
     for s in status:
-        step = book.step(s["id"]) if book and s.get("state") != "dropped" else None
-        gaps = lacking(step, latest.get(s["id"])) if step else []
+        step = known_step(book, s) if s.get("state") != "dropped" else None
+        if step is None:
+            continue  # not a playbook step: nothing known of what it should write
+        gaps = lacking(step, latest.get(s["id"]))
         missing += [f"{s['id']} ({s['agent']}): reported done, but its report cites no "
                     f"{p}- record" for p in gaps]
     if missing:
