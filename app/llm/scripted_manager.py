@@ -70,13 +70,16 @@ def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def known_step(book: Playbook | None, planned: dict[str, Any]) -> Step | None:
-    """The playbook's step for a plan step: same id, agent and goal (a step the manager or a
-    reviewer added under a free id is not the playbook's)."""
+def known_step(book: Playbook | None, planned: dict[str, Any],
+               same_goal: bool = False) -> Step | None:
+    """The playbook's step for a plan step: same id and agent (a step added under a free id
+    for another agent is not the playbook's), and with ``same_goal`` the same goal too."""
     step = book.step(str(planned.get("id"))) if book else None
-    same = step is not None and (step.agent, _words(step.goal)) == (
-        planned.get("agent"), _words(str(planned.get("goal", ""))))
-    return step if same else None
+    if step is None or step.agent != planned.get("agent"):
+        return None
+    if same_goal and _words(step.goal) != _words(str(planned.get("goal", ""))):
+        return None
+    return step
 
 
 def _latest_done(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -194,7 +197,7 @@ def verify(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     latest = _latest_done(_results(prompt))
     missing = []
     for s in status:
-        step = known_step(book, s) if s.get("state") != "dropped" else None
+        step = known_step(book, s, same_goal=True) if s.get("state") != "dropped" else None
         if step is None:
             continue  # not a playbook step: nothing known of what it should write
         gaps = lacking(step, latest.get(s["id"]))
