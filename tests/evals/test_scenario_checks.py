@@ -120,3 +120,24 @@ async def test_a_verifier_that_keeps_rejecting_ends_the_run_unverified(
     reasons = [e["data"]["route_reason"] for e in obs["events"] if e["type"] == "model_call"]
     assert any("after verifier_rejected" in r for r in reasons)
     assert "stopped before finishing (unverified)" in record["final_answer"]
+
+
+def test_consistency_needs_one_world_figure_and_a_written_record_stating_it() -> None:
+    from evals.scenario import Figure
+    from evals.world import Snapshot, consistency
+
+    before: Snapshot = {"refunds": {}, "outbox": {"M-1": {"id": "M-1", "body": "old mail"}}}
+    after: Snapshot = {"refunds": {"R-1": {"id": "R-1", "order_id": "O-5002", "amount_usd": 150.0}},
+             "outbox": {"M-1": {"id": "M-1", "body": "old mail"},
+                        "M-2": {"id": "M-2", "body": "We refunded $150.00."}}}
+    figure = Figure(table="refunds", column="amount_usd", where={"order_id": "O-5002"},
+                    format="money", mentioned_in=["answer", "outbox.body"])
+
+    # Only rows the run wrote count: the old email need not state the new figure.
+    assert consistency([figure], before, after, "Refunded $150.00.") == []
+    assert consistency([figure], before, after, "Refunded $189.00.") == [
+        "answer does not state refunds.amount_usd = 150.00 (the final world's figure)"]
+    assert consistency([figure], after, after, "Refunded $150.00.") == [
+        "no outbox row was written to state 150.00"]
+    none = figure.model_copy(update={"where": {"order_id": "O-5001"}})
+    assert consistency([none], before, after, "")[0].startswith("world: refunds")

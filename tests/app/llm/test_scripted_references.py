@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.llm.playbook import for_task
+from app.llm.playbook import Playbook, Step, for_task
 from app.llm.references import (
     Sources,
     Unresolved,
@@ -74,6 +74,12 @@ def test_figures_read_back_from_the_summary_line_the_manager_sees() -> None:
         "S2": {"refunded_usd": 150.0, "version": "v2.3.0"}}
 
 
+def _step(book: Playbook, step_id: str) -> Step:
+    step = book.step(step_id)
+    assert step is not None
+    return step
+
+
 def _tool(call_id: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id,
             "content": data_block(f"tool:{name}", prompt_json(data))}
@@ -93,7 +99,7 @@ def _args(reply: Any) -> tuple[str, dict[str, Any]]:
 def test_specialist_writes_what_it_was_told_and_reports_what_its_tool_returned() -> None:
     book = for_task(TASK)
     assert book is not None
-    told = fill(book.step("S3").instruction, Sources(steps={"S2": {"refunded_usd": 150.0}}))
+    told = fill(_step(book, "S3").instruction, Sources(steps={"S2": {"refunded_usd": 150.0}}))
 
     name, args = _args(specialist(_request("specialist.communications", told)))
     assert name == "send_email" and "$150.00" in args["body"] and "189" not in args["body"]
@@ -112,7 +118,7 @@ def test_specialist_writes_what_it_was_told_and_reports_what_its_tool_returned()
 def test_specialist_not_told_a_figure_blocks_instead_of_guessing() -> None:
     book = for_task(TASK)
     assert book is not None
-    vague = fill(book.step("S2").instruction, Sources())  # S1's figures never arrived
+    vague = fill(_step(book, "S2").instruction, Sources())  # S1's figures never arrived
 
     name, report = _args(specialist(_request("specialist.billing", vague)))
 
@@ -123,7 +129,7 @@ def test_specialist_not_told_a_figure_blocks_instead_of_guessing() -> None:
 def test_billing_refunds_what_the_lookup_returned_and_reports_the_executed_amount() -> None:
     book = for_task(TASK)
     assert book is not None
-    told = fill(book.step("S2").instruction, Sources(steps={"S1": {"refundable_usd": 64.5}}))
+    told = fill(_step(book, "S2").instruction, Sources(steps={"S1": {"refundable_usd": 64.5}}))
 
     name, args = _args(specialist(_request("specialist.billing", told)))
     assert (name, args["amount_usd"]) == ("issue_refund", 64.5)
