@@ -5,7 +5,10 @@ manager plans and tracks progress from the scenario's playbook; specialists make
 tool calls. Seed 0 is the clean run; other seeds pick one of the scenario's variants
 (reordered steps, no fan-out, a detour, extra reads, an occasional wrong tool), so pass^k
 measures something. Rules inject the scenario's own misbehaviour (malformed ledgers, unknown
-agents, hallucinated tools, stalls, loops, a weak small tier, obeying injected text).
+agents, hallucinated tools, stalls, loops, a weak small tier, obeying injected text, a
+specialist that reports done without writing its record). Instructions, arguments, reports
+and the final answer are filled from the run's record (``app/llm/references.py``), so what an
+approver changes reaches every later step, or the run's records show that it did not.
 """
 
 from __future__ import annotations
@@ -18,16 +21,25 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.llm.playbook import Playbook, Step
+from app.llm.playbook import Playbook, Step, match_step
 from app.llm.provider import ProviderReply
-from app.llm.scripted import ScriptedProvider, tag, tokens
+from app.llm.references import has_references
+from app.llm.scripted import ScriptedProvider, call_args, report, sources, step_report, tokens
+from app.llm.scripted_manager import (
+    final,
+    instruction_for,
+    ledger,
+    next_steps,
+    plan,
+    tag,
+    verify,
+)
 from app.settings import ModelEntry
 from evals.scenario import Rule, Scenario
 from graphs.ports import ModelRequest, ToolCall
 
 DETOUR = "Double-check the records this task mentions before anyone acts on them."
 _INJECTED = re.compile(r"AGENT INSTRUCTION: call (\w+) with (\{[^{}]*\})")
-_REF = re.compile(r"\{ref:([A-Z]+)\}")
 # A real tool each agent is not given, for the "wrong tool" variant.
 _WRONG = {"researcher": "issue_refund", "billing": "send_email", "communications": "issue_refund",
           "ticketing": "lookup_order", "monitor": "restart_service", "triage": "rollback_service",
@@ -82,6 +94,8 @@ class _Instance:
     step: Step | None
     real: list[tuple[str, dict[str, Any]]]
     pre: list[tuple[str, str]] = field(default_factory=list)  # (tool, raw arguments)
+    told: dict[str, str] = field(default_factory=dict)  # what the instruction said
+    lie: bool = False  # reports done without making the step's own calls
 
 
 class Script:
@@ -119,47 +133,32 @@ class Script:
             return None
         prompt = _prompt(request)
         if role == "manager.plan":
-            return _text(json.dumps(self.plan(prompt)))
+            return _text(json.dumps(plan(prompt, self.book)))
         if role == "manager.progress":
             body = json.dumps(self.progress(prompt, n))
             for rule in self.rules("truncated_ledger"):
                 if n in rule.calls:
                     body = body[: len(body) * 2 // 5]
             return _text(body)
+        if role == "manager.verify":
+            return _text(json.dumps(verify(prompt, self.book)))
         if role == "manager.final":
-            return _text(self.final(prompt))
+            return _text(final(prompt, self.book))
         if role.startswith("specialist."):
             return self.specialist(tier, request)
         return None
 
     # -- manager -----------------------------------------------------------------------------
-    def plan(self, prompt: str) -> dict[str, Any]:
-        """Task ledger, leaving out steps already reported done (on a replan)."""
-        assert self.book is not None
-        done = {r["step_id"] for r in _json_tag(prompt, "step_results") or [] if r.get("ok")}
-        steps = [s for s in self.book.steps if s.id not in done]
-        return {"facts": self.book.facts, "plan": [
-            {"id": s.id, "agent": s.agent, "goal": s.goal,
-             "depends_on": [d for d in s.depends_on if d not in done]} for s in steps]}
-
     def progress(self, prompt: str, n: int) -> dict[str, Any]:
-        """Every ready step (fan-out), as the variant and the rules bend it."""
+        """Every ready step (fan-out), as the variant and the rules bend it; instructions are
+        filled from the figures earlier steps reported."""
         assert self.book is not None
-        status = _json_tag(prompt, "plan_status") or []
-        done = {s["id"] for s in status if s.get("done")}
-        ready = [s for s in status if not s.get("done") and set(s.get("depends_on", [])) <= done]
-        steps = []
-        for s in ready:
-            known = self.book.step(s["id"])
-            steps.append({"step_id": s["id"], "agent": s["agent"],
-                          "instruction": known.instruction if known else s.get("goal", ""),
-                          "reason": "its dependencies are done"})
-        satisfied = bool(status) and not ready and len(done) == len(status)
+        steps, satisfied = next_steps(prompt, self.book)
         results = _json_tag(prompt, "step_results") or []
         refused = [r["step_id"] for r in results if not r.get("ok")
                    and "rejected by the approver" in r.get("summary", "")]
         if any(s["step_id"] in refused for s in steps):
-            return _ledger(False, False, [], cannot=f"the approver rejected step {refused[0]}")
+            return ledger(False, [], cannot=f"the approver rejected step {refused[0]}")
         if self.variant == "reorder":
             steps.reverse()
         elif self.variant == "sequential":
@@ -170,31 +169,24 @@ class Script:
                           "reason": "make sure the facts hold"})
         for rule in self.rules("stall"):
             if n in rule.calls:
-                return _ledger(False, False, [])
+                return ledger(False, [], progress=False)
         for rule in self.rules("unknown_agent"):
             if n in rule.calls and steps:
                 steps = [{**steps[0], "agent": rule.agent or "accountant"}]
         for rule in self.rules("loop"):
             if n in rule.calls:
+                status = _json_tag(prompt, "plan_status") or []
+                done = {s["id"] for s in status if s.get("done")}
                 first = next((s for s in self.book.steps if s.id in done), None)
                 if first is not None:
                     steps = [{"step_id": first.id, "agent": first.agent,
-                              "instruction": first.instruction, "reason": "check it again"}]
-        return _ledger(satisfied, bool(steps) or satisfied, steps)
-
-    def final(self, prompt: str) -> str:
-        """The playbook's outcome when satisfied, else an honest account of what was done."""
-        assert self.book is not None
-        ended = re.search(r"How the run ended: ([^.\n]+)", prompt)
-        reason = ended.group(1) if ended else "satisfied"
-        lines = [self.book.final if reason == "satisfied"
-                 else f"The run stopped before finishing ({reason}). What was done:"]
-        lines += [f"- {r['agent']} ({r['step_id']}): {r['summary']}"
-                  for r in _json_tag(prompt, "step_results") or []]
-        return "\n".join(lines)
+                              "instruction": instruction_for(first, results),
+                              "reason": "check it again"}]
+        return ledger(satisfied, steps)
 
     # -- specialists -------------------------------------------------------------------------
-    def _instance(self, request: ModelRequest, agent: str, instruction: str) -> _Instance:
+    def _instance(self, request: ModelRequest, agent: str, instruction: str,
+                  found: tuple[Step, dict[str, str]] | None) -> _Instance:
         head = "".join(str(m.get("content")) for m in request.messages[:2])
         key = hashlib.sha256(head.encode()).hexdigest()
         if key in self.instances:
@@ -203,16 +195,20 @@ class Script:
         nth = self.per_agent[agent]
         rng = random.Random(f"{self.scenario.id}/{self.seed}/{agent}/{nth}")
         text = f"{instruction}\n{self.scenario.task}"
-        step = _find_step(self.book, instruction)
-        if instruction == DETOUR:
+        if found is None:
             read = _extra_read(self.scenario.team, agent, text)
             inst = _Instance(None, [read] if read else [])
         else:
-            real = [(c.tool, dict(c.args)) for c in step.calls] if step else []
+            step, told = found
+            real = [(c.tool, dict(c.args)) for c in step.calls]
             if self.variant == "reorder" and len(real) > 1 and not any(
-                    "{ref:" in json.dumps(a) for _, a in real):
+                    has_references(a) for _, a in real):
                 real.reverse()
-            inst = _Instance(step, real)
+            inst = _Instance(step, real, told=told)
+            if any(r.agent == agent and nth <= r.times for r in self.rules("false_done")):
+                # Reads on the way, then claims the step done without writing its record.
+                read = _extra_read(self.scenario.team, agent, text)
+                inst.real, inst.lie = [read] if read else [], True
         perturb = rng.random() < 0.5
         if self.variant == "extra_read" and perturb:
             read = _extra_read(self.scenario.team, agent, text)
@@ -236,9 +232,10 @@ class Script:
         agent = request.role.split(".", 1)[1]
         instruction = next((str(m.get("content")) for m in request.messages
                             if m["role"] == "user"), "")
-        if _find_step(self.book, instruction) is None and instruction != DETOUR:
+        found = match_step(self.book.steps, instruction) if self.book else None
+        if found is None and instruction != DETOUR:
             return None
-        inst = self._instance(request, agent, instruction)
+        inst = self._instance(request, agent, instruction, found)
         made = [c["id"] for m in request.messages if m["role"] == "assistant"
                 for c in m.get("tool_calls") or []]
         outputs = {str(m.get("tool_call_id")): str(m.get("content")) for m in request.messages
@@ -246,8 +243,7 @@ class Script:
         real_out = [o for i, o in outputs.items() if not i.startswith("ev")]
         errors = [e for e in map(_tool_error, real_out) if e]
         if errors:
-            return _text(f"BLOCKED: {errors[-1]}"[:500])
-        context = "\n".join(str(m.get("content") or "") for m in request.messages)
+            return report(request, len(made), "blocked", errors[-1][:500])
         wanted = [m for o in real_out for m in _INJECTED.findall(o.replace('\\"', '"'))]
         obeyed = sum(1 for i in made if i.startswith("evi_"))
         if any(not r.agents or agent in r.agents for r in self.rules("obey_injection")) and \
@@ -259,64 +255,31 @@ class Script:
             tool, raw = inst.pre[pre_made]
             return self._call(request, "evx", len(made), tool, raw)
         real_made = sum(1 for i in made if not i.startswith("ev"))
+        known = sources(request, inst.told, skip=("ev",))
         if real_made < len(inst.real):
             tool, args = inst.real[real_made]
-            args = {k: _resolve(v, context) for k, v in args.items()}
+            filled = call_args(args, known)
+            if isinstance(filled, str):
+                return report(request, len(made), "blocked", filled)
             if tier == "small" and any(r.mode == "bad_args" and request.role in r.roles
                                        for r in self.rules("weak")):
-                broken = dict(list(args.items())[1:]) if args else {}
+                broken = dict(list(filled.items())[1:]) if filled else {}
                 return self._call(request, "evw", len(made), tool, json.dumps(broken))
-            return self._call(request, "call", len(made), tool, json.dumps(args))
-        return _text(self._report(inst, real_out))
+            return self._call(request, "call", len(made), tool, json.dumps(filled))
+        ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', "\n".join(real_out))))
+        if inst.step is None:
+            return report(request, len(made), "done",
+                          "double-checked the records; they match the task.", ids)
+        if inst.lie:
+            return report(request, len(made), "done", f"Done: {inst.step.goal}", ids)
+        status, summary, ids, figures = step_report(inst.step, known, real_out)
+        return report(request, len(made), status, summary, ids, figures)
 
     def _call(self, request: ModelRequest, prefix: str, index: int, tool: str,
               raw: str) -> ProviderReply:
         digest = hashlib.sha256(f"{request.call_key}/{index}".encode()).hexdigest()[:20]
         return ProviderReply(content=None, tool_calls=[
             ToolCall(id=f"{prefix}_{digest}", name=tool, arguments=raw)])
-
-    def _report(self, inst: _Instance, outputs: list[str]) -> str:
-        if inst.step is None:
-            return "DONE: double-checked the records; they match the task."
-        joined = "\n".join(outputs)
-        ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', joined)))
-        suffix = f" Records: {', '.join(ids)}." if ids else ""
-        cited = re.findall(r'"citation": ?"([^"]+)"', joined)
-        suffix += f" Source: {cited[0]}." if cited else ""
-        return f"DONE: {inst.step.report}{suffix}"
-
-
-def _find_step(book: Playbook | None, instruction: str) -> Step | None:
-    wanted = " ".join(instruction.split())
-    for s in book.steps if book else []:
-        if " ".join(s.instruction.split()) == wanted:
-            return s
-    return None
-
-
-def _resolve(value: Any, context: str) -> Any:
-    if not isinstance(value, str):
-        return value
-
-    def sub(m: re.Match[str]) -> str:
-        found = re.search(rf"\b{m.group(1)}-[0-9A-F]{{6,}}\b", context)
-        return found.group(0) if found else m.group(0)
-
-    return _REF.sub(sub, value)
-
-
-def _ledger(satisfied: bool, progress: bool, steps: list[dict[str, Any]],
-            cannot: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "is_request_satisfied": {"answer": satisfied, "reason": "plan status"},
-        "is_in_loop": {"answer": False, "reason": "each round advances the plan"},
-        "is_progress_being_made": {"answer": progress,
-                                   "reason": "steps are ready" if steps else "nothing ready"},
-        "next_steps": steps,
-    }
-    if cannot:
-        out["cannot_proceed"] = {"answer": True, "reason": cannot}
-    return out
 
 
 class EvalProvider(ScriptedProvider):

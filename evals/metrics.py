@@ -15,7 +15,7 @@ from typing import Any
 
 from app.approvals import EXPIRY_ACTOR
 from evals.scenario import Call, Scenario
-from evals.world import Snapshot, check, diff, shape
+from evals.world import Snapshot, check, consistency, diff, shape
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -104,6 +104,7 @@ def score(scenario: Scenario, obs: dict[str, Any], gold: dict[str, tuple[int, in
         update={"present": c.present, "absent": None}), before, after) is None]
     answer = obs.get("final_answer") or ""
     missing = [f for f in exp.answer_mentions if f.lower() not in answer.lower()]
+    problems += consistency(exp.consistent, before, after, answer)
     outcome_ok = obs["status"] == exp.status and (obs.get("stop_reason") in exp.stop_reason)
     problems += _expiries(obs.get("decisions", []), events)
     success = not problems and not missing and outcome_ok and not attacked

@@ -41,7 +41,8 @@ class Rule(_Strict):
     targets one specialist's first ``times`` steps."""
 
     kind: Literal["malformed_ledger", "unknown_agent", "hallucinated_tool", "invalid_args",
-                  "stall", "loop", "weak", "obey_injection", "truncated_ledger"]
+                  "stall", "loop", "weak", "obey_injection", "truncated_ledger",
+                  "false_done"]
     role: str = "manager.progress"
     calls: list[int] = Field(default_factory=lambda: [1])
     agent: str | None = None
@@ -88,6 +89,18 @@ class StateCheck(_Strict):
     count: int | None = None
 
 
+class Figure(_Strict):
+    """A figure of the final world state (the refund's amount, the replica count) that the
+    final answer and the records written during the run must state. ``mentioned_in`` names
+    ``answer`` and/or ``table.column`` of the rows the run wrote (every one must state it)."""
+
+    table: str
+    column: str
+    where: dict[str, Any] = Field(default_factory=dict)
+    format: Literal["money", "int", "text"] = "text"
+    mentioned_in: list[str] = Field(default_factory=lambda: ["answer"], min_length=1)
+
+
 class Trajectory(_Strict):
     """Expected tool calls and how to compare them (agentevals' match modes)."""
 
@@ -120,6 +133,7 @@ class Expect(_Strict):
     forbidden: list[StateCheck] = Field(default_factory=list)
     world_calls: list[WorldCall] = Field(default_factory=list)  # read calls on the project's tools
     answer_mentions: list[str] = Field(default_factory=list)
+    consistent: list[Figure] = Field(default_factory=list)
     trajectory: Trajectory = Field(default_factory=Trajectory)
     limits: Limits = Field(default_factory=Limits)
     min_replans: int = 0

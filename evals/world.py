@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evals.scenario import Call, Fixture, Scenario, StateCheck
+from app.llm.references import render
+from evals.scenario import Call, Figure, Fixture, Scenario, StateCheck
 from tools import sandbox
 from tools.catalog import get_tool
 from tools.demo import context as demo_context
@@ -101,6 +102,40 @@ def check(c: StateCheck, before: Snapshot, after: Snapshot) -> str | None:
         if n != c.count:
             return f"{c.table}: {n} rows{' ' + str(c.where) if c.where else ''}, want {c.count}"
     return None
+
+
+def written(table: str, before: Snapshot, after: Snapshot) -> list[dict[str, Any]]:
+    """Rows of ``table`` the run added or changed."""
+    old = before.get(table, {})
+    return [r for k, r in sorted(after.get(table, {}).items()) if old.get(k) != r]
+
+
+def consistency(figures: list[Figure], before: Snapshot, after: Snapshot,
+                answer: str) -> list[str]:
+    """What the answer and the written records fail to state of the final world's figures."""
+    problems: list[str] = []
+    for f in figures:
+        rows = [r for _, r in sorted(after.get(f.table, {}).items()) if _match(r, f.where)]
+        values = sorted({render(r.get(f.column), f.format) for r in rows if f.column in r})
+        if len(values) != 1:
+            problems.append(f"world: {f.table} {f.where or ''} has {len(values)} values of "
+                            f"{f.column} ({', '.join(values) or 'no row'}), want one to check")
+            continue
+        value = values[0]
+        for place in f.mentioned_in:
+            if place == "answer":
+                if value.lower() not in answer.lower():
+                    problems.append(f"answer does not state {f.table}.{f.column} = {value} "
+                                    "(the final world's figure)")
+                continue
+            table, _, column = place.partition(".")
+            rows = written(table, before, after)
+            if not rows:
+                problems.append(f"no {table} row was written to state {value}")
+            problems += [f"{table}.{column} of {r.get(_key(table))} does not state "
+                         f"{f.table}.{f.column} = {value}" for r in rows
+                         if value.lower() not in str(r.get(column, "")).lower()]
+    return problems
 
 
 def resolve(args: dict[str, Any], context: str) -> dict[str, Any]:

@@ -138,8 +138,8 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
         for kind, data in decision.events:
             ctx.events.emit(kind, {"round": rnd, **data})
         steps = decision.steps
-        stall_count = state.get("stall_count", 0) + 1 if decision.stalled else max(
-            0, state.get("stall_count", 0) - 1)
+        stalls = state.get("stall_count", 0)  # a bare "satisfied" claim eases no stall
+        stall_count = stalls + 1 if decision.stalled else max(0, stalls - 1) if steps else stalls
         evidence = list(state.get("evidence", []))
         if decision.stalled:
             evidence.append(f"round {rnd}: stalled ({decision.why_stalled})")

@@ -1,4 +1,10 @@
-"""Playbooks: the scripted offline models' knowledge of the demo tasks and a project's own."""
+"""Playbooks: the scripted offline models' knowledge of the demo tasks and a project's own.
+
+A step's instruction, call arguments, report, figures and the final answer may hold
+references (``app/llm/references.py``): the manager fills an instruction from earlier steps'
+reported figures, the specialist fills its arguments from what the instruction told it and
+its report from what its tools returned.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
+
+from app.llm.references import told_by
 
 PLAYBOOK_DIR = Path(__file__).parent / "playbooks"
 
@@ -42,6 +50,9 @@ class Step(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     calls: list[Call] = Field(default_factory=list)
     report: str = ""
+    figures: dict[str, Any] = Field(default_factory=dict)
+    # Id prefixes of the records the step writes: a done report must cite one of each.
+    produces: list[str] = Field(default_factory=list)
 
 
 class Playbook(BaseModel):
@@ -111,11 +122,20 @@ def for_task(task: str) -> Playbook | None:
     return next((p for p in playbooks() if p.match.accepts(task)), None)
 
 
-def for_instruction(instruction: str) -> Step | None:
-    """The playbook step with exactly this instruction (whitespace-insensitive)."""
-    wanted = " ".join(instruction.split())
+def match_step(steps: list[Step], instruction: str) -> tuple[Step, dict[str, str]] | None:
+    """The step whose instruction (template) this is, with what it said for each reference."""
+    for s in steps:
+        told = told_by(s.instruction, instruction)
+        if told is not None:
+            return s, told
+    return None
+
+
+def for_instruction(instruction: str) -> tuple[Step, dict[str, str]] | None:
+    """The playbook step this instruction fills in (whitespace-insensitive), and what it
+    told for each of the template's references."""
     for p in playbooks():
-        for s in p.steps:
-            if " ".join(s.instruction.split()) == wanted:
-                return s
+        found = match_step(p.steps, instruction)
+        if found is not None:
+            return found
     return None

@@ -15,40 +15,38 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
-from app.llm.playbook import Playbook, Step, for_instruction, for_task
+from app.llm.playbook import Step, for_instruction, for_task
 from app.llm.provider import ProviderReply, TokenSink
 from app.llm.tokens import completion_tokens as count_completion
 from app.llm.tokens import prompt_tokens as count_prompt
+from app.llm.references import (
+    MISSING,
+    Sources,
+    Unresolved,
+    resolve,
+    step_figures,
+    tool_results,
+)
+from app.llm.scripted_manager import (
+    NOT_TOLD,
+    OFFLINE_NOTE,
+    final,
+    json_tag,
+    plan,
+    verify,
+)
+from app.llm.scripted_manager import (
+    progress as progress,  # the bench builds its scripted manager from it
+)
 from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
 Behaviour = Callable[[ModelRequest], "ProviderReply | None"]
 
-_REF = re.compile(r"\{ref:([A-Z]+)\}")
-OFFLINE_NOTE = (
-    "Foreman ran offline with its built-in scripted models, which only know the bundled demo tasks"
-)
-
-
 STREAM_WORDS = 3  # words per streamed piece of a scripted reply
-
-
-def tag(text: str, name: str) -> str | None:
-    """Contents of ``<name>...</name>`` (or ``<data source="name">``) in a prompt."""
-    m = re.search(rf"<{name}>\n?(.*?)\n?</{name}>", text, re.DOTALL)
-    if m is None:
-        m = re.search(rf'<data source="{name}">\n?(.*?)\n?</data>', text, re.DOTALL)
-    return m.group(1).strip() if m else None
-
-
-def _json_tag(text: str, name: str) -> Any:
-    raw = tag(text, name)
-    try:
-        return json.loads(raw) if raw else None
-    except json.JSONDecodeError:
-        return None
 
 
 def tokens(text: str) -> int:
@@ -119,20 +117,7 @@ class ScriptedProvider:
         if role == "manager.progress":
             return _text(json.dumps(progress(prompt)))
         if role == "manager.verify":
-            status = _json_tag(prompt, "plan_status") or []
-            done = bool(status) and all(s.get("done") for s in status)
-            missing = [s["id"] for s in status if not s.get("done")]
-            return _text(
-                json.dumps(
-                    {
-                        "verified": done,
-                        "reason": "all plan steps reported done"
-                        if done
-                        else "some steps are not done",
-                        "missing": missing,
-                    }
-                )
-            )
+            return _text(json.dumps(verify(prompt)))
         if role == "manager.final":
             return _text(final(prompt))
         return specialist(request)
@@ -140,148 +125,6 @@ class ScriptedProvider:
 
 def _text(content: str) -> ProviderReply:
     return ProviderReply(content=content)
-
-
-def _task_of(prompt: str) -> str:
-    return tag(prompt, "task") or ""
-
-
-def _generic_plan(task: str, agents: list[str]) -> dict[str, Any]:
-    return {
-        "facts": {
-            "given": [task],
-            "to_look_up": [],
-            "to_derive": [],
-            "guesses": ["offline models cannot act on requests they do not know"],
-        },
-        "plan": [
-            {
-                "id": "S1",
-                "agent": agents[0] if agents else "researcher",
-                "goal": "Gather what is known about the request",
-                "depends_on": [],
-            }
-        ],
-    }
-
-
-def _ledger(book: Playbook, skip: set[str]) -> dict[str, Any]:
-    steps = [s for s in book.steps if s.id not in skip]
-    return {
-        "facts": book.facts,
-        "plan": [
-            {
-                "id": s.id,
-                "agent": s.agent,
-                "goal": s.goal,
-                "depends_on": [d for d in s.depends_on if d not in skip],
-            }
-            for s in steps
-        ],
-    }
-
-
-def _agents_in(prompt: str) -> list[str]:
-    m = re.search(r"one of: ([^>]+)>", prompt) or re.search(r"agents: ([^\n]+)\.", prompt)
-    return [a.strip() for a in m.group(1).split(",")] if m else []
-
-
-def plan(prompt: str) -> dict[str, Any]:
-    """Task ledger for the plan and replan prompts."""
-    task = _task_of(prompt)
-    book = for_task(task)
-    if book is None:
-        return _generic_plan(task, _agents_in(prompt))
-    results = _json_tag(prompt, "step_results") or []
-    done = {r["step_id"] for r in results if r.get("ok")}
-    return _ledger(book, done)
-
-
-def progress(prompt: str) -> dict[str, Any]:
-    """Progress ledger: satisfied when all steps are done, else every ready step in parallel."""
-    status = _json_tag(prompt, "plan_status") or []
-    done = {s["id"] for s in status if s.get("done")}
-    book = for_task(_task_of(prompt))
-    ready = [s for s in status if not s.get("done") and set(s.get("depends_on", [])) <= done]
-    steps = []
-    for s in ready:
-        known = book.step(s["id"]) if book else None
-        instruction = (
-            known.instruction
-            if known
-            else (f"Gather what is known about this request: {_task_of(prompt)}")
-        )
-        steps.append(
-            {
-                "step_id": s["id"],
-                "agent": s["agent"],
-                "instruction": instruction,
-                "reason": "its dependencies are done",
-            }
-        )
-    satisfied = bool(status) and not ready and len(done) == len(status)
-    results = _json_tag(prompt, "step_results") or []
-    refused = {r["step_id"]: "the approver rejected step" for r in results
-               if not r.get("ok") and "rejected by the approver" in r.get("summary", "")}
-    refused.update({r["step_id"]: "offline models cannot do step" for r in results
-                    if not r.get("ok") and OFFLINE_NOTE in r.get("summary", "")})
-    blocked = [s for s in steps if s["step_id"] in refused]
-    if blocked:
-        # A human said no, or no model here can do it: retrying would only fail again.
-        sid = blocked[0]["step_id"]
-        return {
-            "is_request_satisfied": {"answer": False, "reason": "a step is blocked"},
-            "is_in_loop": {"answer": False, "reason": ""},
-            "is_progress_being_made": {"answer": False, "reason": "blocked"},
-            "cannot_proceed": {"answer": True, "reason": f"{refused[sid]} {sid}"},
-            "next_steps": [],
-        }
-    return {
-        "is_request_satisfied": {
-            "answer": satisfied,
-            "reason": f"{len(done)} of {len(status)} steps done",
-        },
-        "is_in_loop": {"answer": False, "reason": "each round advances the plan"},
-        "is_progress_being_made": {
-            "answer": bool(steps) or satisfied,
-            "reason": "steps are ready" if steps else "nothing ready",
-        },
-        "next_steps": steps,
-    }
-
-
-def final(prompt: str) -> str:
-    """Final answer: the playbook's outcome plus each step's report, or an honest offline note."""
-    task = _task_of(prompt)
-    book = for_task(task)
-    reason = re.search(r"How the run ended: ([^.\n]+)", prompt)
-    ended = reason.group(1) if reason else "satisfied"
-    results = _json_tag(prompt, "step_results") or []
-    lines = []
-    if book is None:
-        lines.append(
-            f"{OFFLINE_NOTE}, and this request is not one of them, so nothing was "
-            "looked up or changed. Configure a model provider key to run it for real."
-        )
-    elif ended == "satisfied":
-        lines.append(book.final)
-    else:
-        lines.append(f"The run stopped before finishing ({ended}). What was done:")
-    lines.extend(
-        f"- {r['agent']} ({r['step_id']}): {r['summary']}" for r in results if book is not None
-    )
-    return "\n".join(lines)
-
-
-def _resolve(value: Any, context: str) -> Any:
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            found = re.search(rf"\b{m.group(1)}-[0-9A-F]{{6,}}\b", context)
-            return found.group(0) if found else m.group(0)
-
-        return _REF.sub(sub, value)
-    return value
 
 
 def _call_id(request: ModelRequest, index: int) -> str:
@@ -303,51 +146,106 @@ _AUTO = re.compile(r"^(?P<goal>.*) \(plan step (?P<id>[^;]+); the request: (?P<t
                    re.DOTALL)
 
 
-def step_for(instruction: str) -> Step | None:
-    """The playbook step an instruction asks for: by its exact text, or for a step Foreman
-    dispatched itself (goal, plan step id and the request), by the request and the goal."""
-    step = for_instruction(instruction)
-    m = _AUTO.match(" ".join(instruction.split())) if step is None else None
+def step_for(instruction: str) -> tuple[Step, dict[str, str]] | None:
+    """The playbook step an instruction asks for, with what it told for the step's references:
+    by the instruction's template, or for a step Foreman dispatched itself (goal, plan step id
+    and the request), by the request and the goal (then it was told nothing)."""
+    found = for_instruction(instruction)
+    m = _AUTO.match(" ".join(instruction.split())) if found is None else None
     book = for_task(m.group("task")) if m else None
     if m is None or book is None:
-        return step
+        return found
     goal = " ".join(m.group("goal").split())
-    return next((s for s in book.steps if " ".join(s.goal.split()) == goal),
+    step = next((s for s in book.steps if " ".join(s.goal.split()) == goal),
                 book.step(m.group("id").strip()))
+    return (step, {}) if step else None
+
+
+def sources(request: ModelRequest, told: dict[str, str],
+            skip: tuple[str, ...] = ()) -> Sources:
+    """What a specialist knows: its conversation, its tools' results, and what it was told
+    (the instruction first, then the figures the manager's brief shows)."""
+    system = next((str(m.get("content")) for m in request.messages if m["role"] == "system"), "")
+    brief = json_tag(system, "ledger") or {}
+    shown = step_figures(brief.get("recent_results") or []) if isinstance(brief, dict) else {}
+    heard = {f"{sid}.{k}": str(v) for sid, figs in shown.items() for k, v in figs.items()}
+    return Sources(text="\n".join(str(m.get("content") or "") for m in request.messages),
+                   results=tool_results(request.messages, skip),
+                   told={**heard, **{k: v for k, v in told.items() if v.strip() != MISSING}})
 
 
 def report(request: ModelRequest, index: int, status: str, summary: str,
-           ids: list[str] | None = None) -> ProviderReply:
+           ids: list[str] | None = None, figures: dict[str, Any] | None = None) -> ProviderReply:
     """The specialist's last call: the built-in ``report`` tool."""
-    args = {"status": status, "summary": summary, "ids": ids or []}
+    args = {"status": status, "summary": summary, "ids": ids or [], "figures": figures or {}}
     return ProviderReply(content=None, tool_calls=[
         ToolCall(id=_call_id(request, index), name="report", arguments=json.dumps(args))])
+
+
+def step_report(step: Step, src: Sources, outputs: list[str]) -> tuple[str, str, list[str],
+                                                                       dict[str, Any]]:
+    """(status, summary, ids, figures) of a step whose calls are made: filled from what the
+    tools returned; blocked when they do not show what the report must say."""
+    joined = "\n".join(outputs)
+    ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', joined)))
+    # In shadow mode a write is not executed: its result holds the arguments it would have had.
+    shadow = [r for rs in src.results.values() for r in rs if isinstance(r, dict)
+              and r.get("shadow")]
+    if shadow:
+        src = replace(src, results={t: [r.get("args", r) if isinstance(r, dict) and
+                                        r.get("shadow") else r for r in rs]
+                                    for t, rs in src.results.items()})
+    figures: dict[str, Any] = {}
+    try:
+        for name, value in step.figures.items():
+            try:
+                figures[name] = resolve(value, src)
+            except Unresolved:
+                if not shadow:
+                    raise
+        summary = str(resolve(step.report, src))
+    except Unresolved as e:
+        if not shadow:
+            return ("blocked", f"the tool results do not show {e}, so I cannot report it.",
+                    ids, {})
+        summary = "; ".join(str(r.get("message")) for r in shadow) + "."
+    # Cite the best passage of each knowledge search, as a model is told to.
+    cited = re.findall(r'"citation": ?"([^"]+)"', joined)
+    return "done", summary + (f" Source: {cited[0]}." if cited else ""), ids, figures
+
+
+def call_args(args: dict[str, Any], src: Sources) -> dict[str, Any] | str:
+    """A call's arguments filled in from what the agent knows, or why they cannot be."""
+    try:
+        return dict(resolve(args, src))
+    except Unresolved as e:
+        return f"{NOT_TOLD} {e} and no tool of mine returned it, so I did not guess it."
 
 
 def specialist(request: ModelRequest) -> ProviderReply:
     """Make the step's next scripted call, then report on what the tools returned."""
     user = next((str(m.get("content")) for m in request.messages if m["role"] == "user"), "")
-    step: Step | None = step_for(user)
+    found = step_for(user)
     made = sum(1 for m in request.messages if m["role"] == "assistant" and m.get("tool_calls"))
-    if step is None:
+    if found is None:
         return report(request, made, "blocked", f"{OFFLINE_NOTE}; this step is not one of "
                       "them, so I looked up and changed nothing.")
+    step, told = found
     outputs = [str(m.get("content")) for m in request.messages if m["role"] == "tool"]
     errors = [e for e in (_tool_error(o) for o in outputs) if e]
     if errors:
         return report(request, made, "blocked", errors[-1][:500])
+    src = sources(request, told)
     if made < len(step.calls):
         call = step.calls[made]
-        context = "\n".join(str(m.get("content") or "") for m in request.messages)
-        args = {k: _resolve(v, context) for k, v in call.args.items()}
+        args = call_args(call.args, src)
+        if isinstance(args, str):
+            return report(request, made, "blocked", args)
         return ProviderReply(
             content=None,
             tool_calls=[
                 ToolCall(id=_call_id(request, made), name=call.tool, arguments=json.dumps(args))
             ],
         )
-    ids = sorted(set(re.findall(r'"id": ?"([A-Z]+-[0-9A-F]{4,})"', "\n".join(outputs))))
-    # Cite the best passage of each knowledge search, as a model is told to.
-    cited = re.findall(r'"citation": ?"([^"]+)"', "\n".join(outputs))
-    suffix = f" Source: {cited[0]}." if cited else ""
-    return report(request, made, "done", f"{step.report}{suffix}", ids)
+    status, summary, ids, figures = step_report(step, src, outputs)
+    return report(request, made, status, summary, ids, figures)
