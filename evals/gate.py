@@ -5,7 +5,7 @@ success, the suite's success or pass^k drop beyond a tolerance; cost rises beyon
 
 Two baselines are committed: ``evals/baseline.json`` for the full suite (``foreman eval``)
 and ``evals/baseline-ci.json`` for the fast subset ``make test`` runs
-(tests/evals/test_gate.py). ``foreman eval --write-baseline`` measures and rewrites both.
+(tests/evals/test_eval_gate.py). ``foreman eval --write-baseline`` measures and rewrites both.
 """
 
 from __future__ import annotations

@@ -20,8 +20,6 @@ from typing import Any
 
 from app.llm.playbook import Step, for_instruction, for_task
 from app.llm.provider import ProviderReply, TokenSink
-from app.llm.tokens import completion_tokens as count_completion
-from app.llm.tokens import prompt_tokens as count_prompt
 from app.llm.references import (
     MISSING,
     Sources,
@@ -41,6 +39,8 @@ from app.llm.scripted_manager import (
 from app.llm.scripted_manager import (
     progress as progress,  # the bench builds its scripted manager from it
 )
+from app.llm.tokens import completion_tokens as count_completion
+from app.llm.tokens import prompt_tokens as count_prompt
 from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
