@@ -27,6 +27,7 @@ from app.policy.rules import RuleConfig
 from app.runner import Runner, RunResult
 from app.settings import Settings
 from app.store import ApprovalRow, RunRow, Store
+from app.thread_keys import local_id
 from graphs.approval import parse_decision
 from graphs.ledger import TaskLedgerOut
 from graphs.ports import GateAction, GateRequest, PolicyGate
@@ -103,8 +104,8 @@ class ApprovalService:
         waiting = self.store.thread_pending_approvals(thread_id)
         if waiting:
             ids = ", ".join(r.id for r in waiting)
-            raise Conflict(f"thread {thread_id} is waiting for an approval ({ids}); decide "
-                           f"it first (POST /v1/approvals/{waiting[0].id}/decision) or "
+            raise Conflict(f"thread {local_id(thread_id)} is waiting for an approval ({ids}); "
+                           f"decide it first (POST /v1/approvals/{waiting[0].id}/decision) or "
                            "resume the thread with command.resume")
 
     # deciding

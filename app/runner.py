@@ -32,6 +32,7 @@ from app.settings import Settings
 from app.store import RunRow, Store
 from app.teams import team_spec
 from app.telemetry import traced
+from app.thread_keys import local_id
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import PolicyGate, RunContext
 from graphs.views import ENDINGS
@@ -125,9 +126,9 @@ class Runner:
             metadata = {**(metadata or {}), "mode": "shadow"}
         team = team or self.settings.default_team
         self.graph(team)  # fail on a bad team before anything is recorded
-        thread_id = thread_id or new_thread_id()
+        # The thread's key: ``thread_id`` is the tenant's id for it (or already its key).
+        thread_id = self.store.ensure_thread(thread_id or new_thread_id(), tenant)
         run_id = run_id or new_run_id()
-        self.store.create_thread(thread_id, tenant)
         self.store.create_run(run_id, thread_id, team, task, tenant=tenant,
                               created_by=created_by, metadata=metadata, budget_usd=budget_usd,
                               exclusive=exclusive, then=then)
@@ -151,7 +152,7 @@ class Runner:
         store = self.claimed(run, claim)
         events = RunEvents(store, run.id, listeners)
         events.emit("run_started", {
-            "thread_id": run.thread_id, "team": run.team, "task": run.task,
+            "thread_id": local_id(run.thread_id), "team": run.team, "task": run.task,
             "policy": self.settings.routing.policy, "mode": run.metadata.get("mode", "live"),
             "budget_usd": run.budget_usd or self.settings.budgets.run_usd})
         return await self._drive(run.id, run.thread_id, run.team, fresh_input(run.task), events,
@@ -186,7 +187,8 @@ class Runner:
             snapshot = await self.graph(run.team).aget_state(self.config(thread_id, run.team))
             # Continue from the last checkpoint, or start over if none was written.
             payload = None if snapshot.next else fresh_input(run.task)
-        events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
+        events.emit("run_resumed", {"thread_id": local_id(thread_id),
+                                    "with_decision": decision is not None})
         return await self._drive(run.id, thread_id, run.team, payload, events, store)
 
     async def pending_interrupts(self, thread_id: str, team: str) -> list[Interrupt]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.db import PostgresDatabase, SqliteDatabase
+from app.db import Database, PostgresDatabase, SqliteDatabase
 from app.store import LedgerRow, Store
 
 
@@ -24,15 +24,54 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 def test_store_threads_are_tenant_scoped_and_ids_unique(store: Store) -> None:
     assert store.create_thread("t-1", "acme", {"k": "v"})
-    assert not store.create_thread("t-1", "globex")
+    assert not store.create_thread("t-1", "acme")
+    assert store.create_thread("t-1", "globex", {"other": True})  # ids are per tenant
     store.create_thread("t-2", "globex")
-    store.touch_thread("t-1", {"more": 1})
+    acme = store.get_thread("acme", "t-1")
+    assert acme is not None
+    store.touch_thread(acme.key, {"more": 1})
 
-    thread = store.get_thread("t-1")
-    assert thread is not None and thread.tenant == "acme"
+    thread = store.get_thread("acme", "t-1")
+    assert thread is not None and thread.tenant == "acme" and thread.id == "t-1"
     assert thread.metadata == {"k": "v", "more": 1}
+    theirs = store.get_thread("globex", "t-1")
+    assert theirs is not None and theirs.metadata == {"other": True}
+    assert theirs.key != thread.key
     assert [t.id for t in store.search_threads("acme")] == ["t-1"]
-    assert store.get_thread("nope") is None
+    assert sorted(t.id for t in store.search_threads("globex")) == ["t-1", "t-2"]
+    assert store.get_thread("acme", "nope") is None
+    assert store.get_thread("acme", "t-2") is None  # globex's only
+    assert store.ensure_thread("t-1", "acme") == thread.key
+    assert store.ensure_thread(thread.key, "acme") == thread.key
+    assert store.ensure_thread(theirs.key, "acme") != theirs.key  # never another tenant's
+    assert store.thread_by_key(thread.key) == thread
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_store_migrates_global_thread_ids_to_per_tenant(request: pytest.FixtureRequest,
+                                                        tmp_path: Path, backend: str) -> None:
+    """A database from before per-tenant ids: its threads keep their id as their key (what
+    its runs, approvals and checkpoints refer to), and another tenant may now use the id."""
+    db: Database = (SqliteDatabase(tmp_path / "old.db") if backend == "sqlite"
+                    else PostgresDatabase(request.getfixturevalue("pg_url")))
+    with db.tx() as c:
+        c.run("CREATE TABLE threads (id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+              " metadata TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
+              " updated_at DOUBLE PRECISION NOT NULL)")
+        c.run("INSERT INTO threads VALUES ('t-old', 'acme', '{\"k\": 1}', 1.0, 2.0)")
+    store = Store(db)
+    try:
+        old = store.get_thread("acme", "t-old")
+        assert old is not None and old.key == "t-old" and old.metadata == {"k": 1}
+        assert store.ensure_thread("t-old", "acme") == "t-old"
+        assert not store.create_thread("t-old", "acme")
+        assert store.get_thread("globex", "t-old") is None
+        assert store.create_thread("t-old", "globex")
+        new = store.get_thread("globex", "t-old")
+        assert new is not None and new.key not in ("t-old", "")
+        assert Store(db).get_thread("acme", "t-old") == old  # a second open changes nothing
+    finally:
+        store.close()
 
 
 def test_store_runs_events_and_status_queries(store: Store) -> None:
