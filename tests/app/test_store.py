@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +120,26 @@ def test_store_journal_and_tool_ledger(store: Store) -> None:
     store.cache_put("k", "m", {"content": "other"})
     assert store.cache_get("k") == {"content": "cached"}
     assert store.model_usage()[0]["calls"] == 1
+
+
+def test_store_new_run_queues_behind_a_pending_approval_and_earlier_runs(store: Store) -> None:
+    key = store.ensure_thread("t-q", "acme")
+    store.create_run("r-1", key, "support", "first", tenant="acme")
+    time.sleep(0.01)
+    store.create_run("r-2", key, "support", "second", tenant="acme")
+    first, second = store.get_run("r-1"), store.get_run("r-2")
+    assert first is not None and second is not None
+    assert [r.id for r in store.active_runs(key)] == ["r-1", "r-2"]
+    assert store.queued_behind(second) and not store.queued_behind(first)
+    store.append_event("r-1", "run_started", {"thread_id": "t-q"})
+    store.update_run("r-1", status="interrupted")
+    assert not store.queued_behind(second)
+    store.record_approval({
+        "id": "ap-q", "interrupt_id": "i-q", "thread_id": key, "run_id": "r-1",
+        "tenant": "acme", "requester": "alice", "kind": "tool", "action": "issue_refund",
+        "args": {}, "args_sha256": "x", "agent": "billing", "rule": "refunds",
+        "approver_group": None, "risk": "high", "description": "d", "context": {},
+        "status": "pending", "created_at": 1.0, "expires_at": None}, {"approval_id": "ap-q"})
+    assert store.queued_behind(second)
+    assert not store.queued_behind(first)  # it has started: it is what the approval resumes
+    assert store.thread_pending_approvals(key)[0].as_json()["thread_id"] == "t-q"
