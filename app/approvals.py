@@ -235,7 +235,7 @@ class ApprovalService:
             raise InvalidRequest("args: numbers must be finite", field="args") from e
         verdict = self.gate.check(GateRequest(
             team=run.team, agent=row.agent or "", tool=spec.name, args=clean,
-            side_effect=spec.side_effect, risk=spec.risk, thread_id=run.thread_id,
+            side_effect=spec.side_effect, risk=spec.risk, thread_id=local_id(run.thread_id),
             tenant=run.tenant))
         if verdict.action == GateAction.DENY:
             raise Forbidden(f"the edited call is denied by policy rule {verdict.rule}: "

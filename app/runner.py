@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -34,7 +34,7 @@ from app.teams import team_spec
 from app.telemetry import traced
 from app.thread_keys import local_id
 from graphs.manager import build_graph, recursion_limit
-from graphs.ports import PolicyGate, RunContext
+from graphs.ports import GateDecision, GateRequest, PolicyGate, RunContext
 from graphs.views import ENDINGS
 from tools.registry import ToolRegistry
 from tools.spec import Secrets
@@ -81,6 +81,18 @@ class RunResult:
     model_calls: int = 0
     interrupts: list[Interrupt] = field(default_factory=list)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class TenantThreadGate:
+    """The policy gate as a run's graph calls it: the graph knows its thread by its key, a
+    gate sees the id the tenant gave it (the tenant is a field of its own)."""
+
+    gate: PolicyGate
+
+    def check(self, request: GateRequest) -> GateDecision:
+        """The wrapped gate's decision on the request, thread named as its tenant does."""
+        return self.gate.check(replace(request, thread_id=local_id(request.thread_id)))
 
 
 class Runner:
@@ -217,7 +229,7 @@ class Runner:
                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
                                  secrets=self.secrets),
-            gate=self.gate, events=events, clock=SystemClock(),
+            gate=TenantThreadGate(self.gate), events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
             shadow=shadow), run_id, thread_id, team, events)
         store.update_run(run_id, status="running")
