@@ -93,22 +93,22 @@ class RunReads:
         }
 
     def _costs(self, run_ids: list[str]) -> dict[str, float]:
-        if not run_ids:
-            return {}
-        marks = ", ".join("?" for _ in run_ids)
-        rows = self.store.db.query(
-            f"SELECT run_id, COALESCE(SUM(cost_usd), 0) AS usd FROM model_calls"  # noqa: S608
-            f" WHERE run_id IN ({marks}) GROUP BY run_id", run_ids)
-        return {str(r["run_id"]): float(r["usd"]) for r in rows}
+        rows = self._per_run("COALESCE(SUM(cost_usd), 0)", "model_calls", "", run_ids)
+        return {k: float(v) for k, v in rows.items()}
 
     def _pending(self, run_ids: list[str]) -> dict[str, int]:
+        rows = self._per_run("COUNT(*)", "approvals", "status = 'pending' AND ", run_ids)
+        return {k: int(v) for k, v in rows.items()}
+
+    def _per_run(self, aggregate: str, table: str, condition: str,
+                 run_ids: list[str]) -> dict[str, Any]:
+        """One aggregate per run id; the SQL fragments are this module's constants."""
         if not run_ids:
             return {}
         marks = ", ".join("?" for _ in run_ids)
-        rows = self.store.db.query(
-            f"SELECT run_id, COUNT(*) AS n FROM approvals WHERE status = 'pending'"  # noqa: S608
-            f" AND run_id IN ({marks}) GROUP BY run_id", run_ids)
-        return {str(r["run_id"]): int(r["n"]) for r in rows}
+        sql = (f"SELECT run_id, {aggregate} AS v FROM {table}"  # noqa: S608
+               f" WHERE {condition}run_id IN ({marks}) GROUP BY run_id")
+        return {str(r["run_id"]): r["v"] for r in self.store.db.query(sql, run_ids)}
 
 
 def summary(run: RunRow, cost_usd: float, pending_approvals: int,

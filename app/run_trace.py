@@ -24,9 +24,9 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -53,6 +53,7 @@ from graphs.ports import ModelRouter as RouterPort
 from tools.spec import args_sha256
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _ROUND = re.compile(r"^r(\d+)/")
 _open: dict[str, RunTrace] = {}  # run id → its segment still open in this process
 _SCHEMA_DONE: weakref.WeakSet[Any] = weakref.WeakSet()  # databases that have run_traces
@@ -262,17 +263,7 @@ class TracedRouter:
             span.set_attribute("gen_ai.input.messages", run.content(request.messages))
         run.calls[request.call_key] = span
         try:
-            with trace.use_span(span, end_on_exit=False, record_exception=False):
-                response = await self.inner.complete(request)
-        except asyncio.CancelledError:
-            span.end()
-            run.finish("cancelled")
-            raise
-        except Exception as e:
-            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            span.set_attribute("error.type", type(e).__name__)
-            span.end()
-            raise
+            response = await _in_span(run, span, self.inner.complete(request))
         finally:
             run.calls.pop(request.call_key, None)
         span.set_attribute("gen_ai.response.model", response.model)
@@ -322,17 +313,7 @@ class TracedTools:
                                      context=run._under(run.step_of_agent(invocation.agent)))
         if run.tracing.capture_content:
             span.set_attribute("gen_ai.tool.call.arguments", run.content(invocation.args))
-        try:
-            with trace.use_span(span, end_on_exit=False, record_exception=False):
-                outcome = await self.inner.execute(invocation)
-        except asyncio.CancelledError:
-            span.end()
-            run.finish("cancelled")
-            raise
-        except Exception as e:
-            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            span.end()
-            raise
+        outcome = await _in_span(run, span, self.inner.execute(invocation))
         span.set_attribute("foreman.tool.ok", outcome.ok)
         span.set_attribute("foreman.replayed", outcome.replayed)
         if not outcome.ok:
@@ -349,6 +330,22 @@ class TracedTools:
                     invocation.thread_id, call_id, row.args_sha256):
                 return row.id
         return approval_id(invocation.thread_id, call_id, digest)
+
+
+async def _in_span(run: RunTrace, span: Span, work: Awaitable[T]) -> T:
+    """Await ``work`` inside ``span``; a failure ends the span, a cancel the whole segment."""
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=False):
+            return await work
+    except asyncio.CancelledError:
+        span.end()
+        run.finish("cancelled")
+        raise
+    except Exception as e:
+        span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+        span.set_attribute("error.type", type(e).__name__)
+        span.end()
+        raise
 
 
 def finish_open() -> None:

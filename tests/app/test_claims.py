@@ -4,28 +4,21 @@ the old claim is refused; event numbers stay distinct under concurrent writers."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from app.claims import Claim, LeaseLost
-from app.db import PostgresDatabase, SqliteDatabase
 from app.errors import Conflict
 from app.fencing import FencedStore
 from app.store import LedgerRow, Store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(SqliteDatabase(tmp_path / "app.db"))
-    else:
-        s = Store(PostgresDatabase(request.getfixturevalue("pg_url")))
-    s.create_thread("t-1", "acme")
-    s.create_run("r-1", "t-1", "support", "task", tenant="acme")
-    yield s
-    s.close()
+@pytest.fixture
+def store(store: Store) -> Store:
+    """The shared store with the thread and run the claims are about."""
+    store.create_thread("t-1", "acme")
+    store.create_run("r-1", "t-1", "support", "task", tenant="acme")
+    return store
 
 
 def _ledger_row(key: str) -> LedgerRow:

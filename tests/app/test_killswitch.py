@@ -3,13 +3,12 @@ Postgres), audited with who flipped it, and read by the policy gate per call's t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.db import PostgresDatabase, SqliteDatabase
+from app.db import SqliteDatabase
 from app.errors import Conflict
 from app.killswitch import PLATFORM, KillSwitch, KillSwitchGate, SwitchState
 from app.policy.gate import PolicyEngine
@@ -17,16 +16,6 @@ from app.policy.rules import PolicyConfig
 from app.store import Store
 from graphs.ports import GateAction, GateRequest
 from tools.spec import Risk, SideEffect
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(SqliteDatabase(tmp_path / "app.db"))
-    else:
-        s = Store(PostgresDatabase(request.getfixturevalue("pg_url")))
-    yield s
-    s.close()
 
 
 def call(tool: str, tenant: str) -> GateRequest:

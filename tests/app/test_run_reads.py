@@ -3,24 +3,8 @@ the ledger's step status, and events redacted for display."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from app.db import PostgresDatabase, SqliteDatabase
 from app.run_reads import RunReads, console_event, ledger_view
 from app.store import LedgerRow, Store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(SqliteDatabase(tmp_path / "app.db"))
-    else:
-        s = Store(PostgresDatabase(request.getfixturevalue("pg_url")))
-    yield s
-    s.close()
 
 
 def _run(store: Store, run_id: str, tenant: str, team: str, status: str,

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.db import Database, PostgresDatabase, SqliteDatabase
 from app.store import LedgerRow, Store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store(SqliteDatabase(tmp_path / "app.db"))
-    else:
-        s = Store(PostgresDatabase(request.getfixturevalue("pg_url")))
-    yield s
-    s.close()
 
 
 def test_store_threads_are_tenant_scoped_and_ids_unique(store: Store) -> None:
