@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from app import crashpoints
 from app.db import Cursor, Database, Row
+from app.thread_keys import local_id
 
 APPROVAL_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS approvals (
@@ -78,7 +79,7 @@ class ApprovalRow:
 
     def as_json(self) -> dict[str, Any]:
         """The row as a JSON object (what the API returns)."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "thread_id": local_id(self.thread_id)}
 
 
 class EventWriter(Protocol):

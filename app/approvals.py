@@ -32,6 +32,7 @@ from app.policy.rules import RuleConfig
 from app.runner import Runner, RunResult
 from app.settings import Settings
 from app.store import ApprovalRow, RunRow, Store
+from app.thread_keys import local_id
 from graphs.approval import parse_decision
 from graphs.ledger import TaskLedgerOut
 from graphs.ports import GateAction, GateRequest, PolicyGate
@@ -116,8 +117,8 @@ class ApprovalService:
         waiting = self.store.thread_pending_approvals(thread_id)
         if waiting:
             ids = ", ".join(r.id for r in waiting)
-            raise Conflict(f"thread {thread_id} is waiting for an approval ({ids}); decide "
-                           f"it first (POST /v1/approvals/{waiting[0].id}/decision) or "
+            raise Conflict(f"thread {local_id(thread_id)} is waiting for an approval ({ids}); "
+                           f"decide it first (POST /v1/approvals/{waiting[0].id}/decision) or "
                            "resume the thread with command.resume")
 
     # deciding
@@ -247,7 +248,7 @@ class ApprovalService:
             raise InvalidRequest("args: numbers must be finite", field="args") from e
         verdict = self.gate.check(GateRequest(
             team=run.team, agent=row.agent or "", tool=spec.name, args=clean,
-            side_effect=spec.side_effect, risk=spec.risk, thread_id=run.thread_id,
+            side_effect=spec.side_effect, risk=spec.risk, thread_id=local_id(run.thread_id),
             tenant=run.tenant))
         if verdict.action == GateAction.DENY:
             raise Forbidden(f"the edited call is denied by policy rule {verdict.rule}: "

@@ -50,14 +50,18 @@ class QueuedRunManager(RunManager):
 
     # starting
     def thread_busy(self, thread_id: str) -> bool:
-        """The thread's latest run is queued or running (anywhere)."""
-        latest = self.store.latest_run(thread_id)
-        return latest is not None and latest.status in ACTIVE
+        """A run of the thread is queued or running (anywhere); new runs queued behind the
+        thread's pending approval do not count (the approval has to stay decidable)."""
+        active = self.store.active_runs(thread_id)
+        if active and self.store.thread_pending_approvals(thread_id):
+            return any(self.store.events(r.id, 0, limit=1) for r in active)
+        return bool(active)
 
     def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
               metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
               shadow: bool = False, interactive: bool = True) -> RunRow:
         """Record the run and defer its job in one transaction."""
+        thread_id = self.store.key_of(tenant, thread_id)  # the tenant's id, or its key
         self.switch.admit(tenant)
         self._limiter.take(tenant)
         budget = (metadata or {}).get("budget_usd")

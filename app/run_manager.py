@@ -26,11 +26,13 @@ from app.ratelimit import RateLimiter
 from app.runner import OWNER, RunResult
 from app.services import Services
 from app.store import ACTIVE, RunRow
+from app.thread_keys import local_id
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[Sequence[Listener], Claim], Awaitable[RunResult]]
 TENANT_WAIT_S = 0.5  # how often a run held back by its tenant's limit tries again
+APPROVAL_WAIT_S = 0.25  # how often a run queued behind a pending approval looks again
 TERMINAL = ("success", "error", "timeout")
 
 
@@ -50,6 +52,7 @@ class RunManager:
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._thread_runs: dict[str, list[str]] = {}
         self._cancelled: set[str] = set()
+        self._parked: set[str] = set()  # new runs queued behind a pending approval
         self._claims: dict[str, Claim] = {}
         self._beats: asyncio.Task[None] | None = None
 
@@ -75,17 +78,18 @@ class RunManager:
 
     # starting
     def thread_busy(self, thread_id: str) -> bool:
-        """A run of this thread is queued or running (here, or recorded as active)."""
-        if self._thread_runs.get(thread_id):
+        """A run of this thread is queued or running (here, or recorded as active); a run
+        waiting behind the thread's pending approval does not count (the approval has to
+        be decidable, and the thread shows as interrupted until it is)."""
+        if any(r not in self._parked for r in self._thread_runs.get(thread_id, [])):
             return True
-        latest = self.store.latest_run(thread_id)
-        return latest is not None and latest.status in ACTIVE
+        return any(r.id not in self._parked for r in self.store.active_runs(thread_id))
 
     def _admit(self, tenant: str, thread_id: str, enqueue: bool) -> None:
         self.switch.admit(tenant)
         if not enqueue and self.thread_busy(thread_id):
-            raise Conflict(f"thread {thread_id} already has an active run; wait for it, "
-                           "cancel it, or send multitask_strategy=enqueue")
+            raise Conflict(f"thread {local_id(thread_id)} already has an active run; wait for "
+                           "it, cancel it, or send multitask_strategy=enqueue")
         self._limiter.take(tenant)
 
     def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
@@ -96,12 +100,14 @@ class RunManager:
         ``interactive`` (a client waits for it) ranks it above background runs where a
         queue orders them (distributed mode); here every run takes the next free slot.
         """
+        thread_id = self.store.key_of(tenant, thread_id)  # the tenant's id, or its key
         self._admit(tenant, thread_id, enqueue)
         budget = (metadata or {}).get("budget_usd")
         run = self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,
                                  metadata=metadata, shadow=shadow,
                                  budget_usd=float(budget) if budget is not None else None)
-        self._spawn(run, lambda listeners, claim: self.runner.execute(run.id, listeners, claim))
+        self._spawn(run, lambda listeners, claim: self.runner.execute(run.id, listeners, claim),
+                    fresh=True)
         return run
 
     # resuming with decisions (the approvals service calls these: see app.approvals)
@@ -109,7 +115,7 @@ class RunManager:
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""
         self.switch.admit(run.tenant, new_run=False)
         if self.thread_busy(run.thread_id):
-            raise Conflict(f"thread {run.thread_id} already has an active run")
+            raise Conflict(f"thread {local_id(run.thread_id)} already has an active run")
 
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Resume the run with ``{interrupt_id: decision}`` in the background."""
@@ -118,27 +124,27 @@ class RunManager:
         self._spawn(run, lambda listeners, claim: self.runner.resume(
             run.thread_id, decisions, listeners, run_id=run.id, claim=claim))
 
-    def _spawn(self, run: RunRow, job: Job) -> None:
+    def _spawn(self, run: RunRow, job: Job, fresh: bool = False) -> None:
         self._thread_runs.setdefault(run.thread_id, []).append(run.id)
-        self._tasks[run.id] = asyncio.create_task(self._execute(run, job), name=run.id)
+        self._tasks[run.id] = asyncio.create_task(self._execute(run, job, fresh), name=run.id)
 
-    async def _execute(self, run: RunRow, job: Job) -> None:
+    async def _execute(self, run: RunRow, job: Job, fresh: bool = False) -> None:
+        """Run the job under the thread's lock; a new run (``fresh``) on a thread that waits
+        for a decision first queues behind it (see :meth:`_wait_behind_approvals`)."""
         run_id_var.set(run.id)
         thread_id_var.set(run.thread_id)
         token_receiver.set(self.broker.tokens(run.id))
         lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())
         try:
-            async with lock:
-                if run.id in self._cancelled:
-                    self._mark_cancelled(run.id)
+            while True:
+                if fresh:
+                    await self._wait_behind_approvals(run)
+                async with lock:
+                    # The run ahead may have paused for an approval while this one waited.
+                    if fresh and self.store.thread_pending_approvals(run.thread_id):
+                        continue
+                    await self._run_held(run, job)
                     return
-                claim = await self._claim(run)
-                if claim is None:
-                    log.info("run is executed by another live process; left to it")
-                    return
-                self._claims[run.id] = claim
-                async with self._slots:
-                    await job([self.broker.listener(run.id)], claim)
         except asyncio.CancelledError:
             if run.id in self._cancelled:
                 self._mark_cancelled(run.id)
@@ -159,6 +165,36 @@ class RunManager:
             self._claims.pop(run.id, None)
             self._cancelled.discard(run.id)
             self.broker.notify(run.id)
+
+    async def _run_held(self, run: RunRow, job: Job) -> None:
+        """The job, with the thread's lock held: claimed, in a slot of the semaphore."""
+        if run.id in self._cancelled:
+            self._mark_cancelled(run.id)
+            return
+        claim = await self._claim(run)
+        if claim is None:
+            log.info("run is executed by another live process; left to it")
+            return
+        self._claims[run.id] = claim
+        async with self._slots:
+            await job([self.broker.listener(run.id)], claim)
+
+    async def _wait_behind_approvals(self, run: RunRow) -> None:
+        """``multitask_strategy=enqueue`` on a thread that waits for a decision: the new run
+        stays pending until every approval of the thread is decided (or expired) and the
+        run that asked has gone on, finished or paused again (then it waits again)."""
+        parked = False
+        try:
+            while self.store.thread_pending_approvals(run.thread_id) or (parked and any(
+                    (r.created_at, r.id) < (run.created_at, run.id)
+                    for r in self.store.active_runs(run.thread_id))):
+                if not parked:
+                    log.info("run queued behind the thread's pending approval")
+                    self._parked.add(run.id)
+                    parked = True
+                await asyncio.sleep(APPROVAL_WAIT_S)
+        finally:
+            self._parked.discard(run.id)
 
     async def _claim(self, run: RunRow) -> Claim | None:
         """Claim the run once its tenant has a free slot; None when another live process
@@ -223,7 +259,10 @@ class RunManager:
             if run.id in self._tasks:
                 continue
             started = bool(self.store.events(run.id, 0, limit=1))
-            self._spawn(run, self._resume_job(run) if started else self._execute_job(run))
+            if started:
+                self._spawn(run, self._resume_job(run))
+            else:  # a new run queued behind an approval queues again
+                self._spawn(run, self._execute_job(run), fresh=True)
             recovered.append(run.id)
         if recovered:
             log.info("resuming %d runs active at last stop", len(recovered))

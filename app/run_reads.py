@@ -13,6 +13,7 @@ from typing import Any
 
 from app.redact import redact
 from app.store import ACTIVE, RunRow, Store
+from app.thread_keys import local_id
 from app.webhooks import ensure_schema
 from tools.catalog import get_tool
 from tools.spec import ToolSpec
@@ -115,7 +116,8 @@ def summary(run: RunRow, cost_usd: float, pending_approvals: int,
     """A run as the runs list shows it."""
     end = (time.time() if now is None else now) if run.status in ACTIVE else run.updated_at
     return {
-        "run_id": run.id, "thread_id": run.thread_id, "status": run.status, "team": run.team,
+        "run_id": run.id, "thread_id": local_id(run.thread_id), "status": run.status,
+        "team": run.team,
         "task": redact(run.task), "requester": run.created_by, "started_at": run.created_at,
         "updated_at": run.updated_at, "duration_s": round(max(0.0, end - run.created_at), 3),
         "cost_usd": round(cost_usd, 6), "pending_approvals": pending_approvals,

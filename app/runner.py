@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -33,8 +33,9 @@ from app.settings import Settings
 from app.store import RunRow, Store
 from app.teams import team_spec
 from app.telemetry import traced
+from app.thread_keys import local_id
 from graphs.manager import build_graph, recursion_limit
-from graphs.ports import PolicyGate, RunContext
+from graphs.ports import GateDecision, GateRequest, PolicyGate, RunContext
 from graphs.views import ENDINGS
 from tools.registry import ToolRegistry
 from tools.spec import Secrets
@@ -85,6 +86,18 @@ class RunResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class TenantThreadGate:
+    """The policy gate as a run's graph calls it: the graph knows its thread by its key, a
+    gate sees the id the tenant gave it (the tenant is a field of its own)."""
+
+    gate: PolicyGate
+
+    def check(self, request: GateRequest) -> GateDecision:
+        """The wrapped gate's decision on the request, thread named as its tenant does."""
+        return self.gate.check(replace(request, thread_id=local_id(request.thread_id)))
+
+
 class Runner:
     """Compiles one graph per team with the checkpointer and runs threads on it."""
 
@@ -132,9 +145,9 @@ class Runner:
             metadata = {**(metadata or {}), "mode": "shadow"}
         team = team or self.settings.default_team
         self.graph(team)  # fail on a bad team before anything is recorded
-        thread_id = thread_id or new_thread_id()
+        # The thread's key: ``thread_id`` is the tenant's id for it (or already its key).
+        thread_id = self.store.ensure_thread(thread_id or new_thread_id(), tenant)
         run_id = run_id or new_run_id()
-        self.store.create_thread(thread_id, tenant)
         self.store.create_run(run_id, thread_id, team, task, tenant=tenant,
                               created_by=created_by, metadata=metadata, budget_usd=budget_usd,
                               exclusive=exclusive, then=then)
@@ -158,7 +171,7 @@ class Runner:
         store = self.claimed(run, claim)
         events = RunEvents(store, run.id, listeners)
         events.emit("run_started", {
-            "thread_id": run.thread_id, "team": run.team, "task": run.task,
+            "thread_id": local_id(run.thread_id), "team": run.team, "task": run.task,
             "policy": self.settings.routing.policy, "mode": run.metadata.get("mode", "live"),
             "budget_usd": run.budget_usd or self.settings.budgets.run_usd})
         return await self._drive(run.id, run.thread_id, run.team, fresh_input(run.task), events,
@@ -207,7 +220,8 @@ class Runner:
                 payload = FINISHED
             else:  # no checkpoint of this run was written: start it over
                 payload = fresh_input(run.task)
-        events.emit("run_resumed", {"thread_id": thread_id, "with_decision": decision is not None})
+        events.emit("run_resumed", {"thread_id": local_id(thread_id),
+                                    "with_decision": decision is not None})
         return await self._drive(run.id, thread_id, run.team, payload, events, store)
 
     async def pending_interrupts(self, thread_id: str, team: str) -> list[Interrupt]:
@@ -236,7 +250,7 @@ class Runner:
                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
                                  secrets=self.secrets),
-            gate=self.gate, events=events, clock=SystemClock(),
+            gate=TenantThreadGate(self.gate), events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
             shadow=shadow), run_id, thread_id, team, events)
         store.update_run(run_id, status="running")

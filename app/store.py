@@ -1,7 +1,11 @@
-"""App tables: threads, runs, their events (all carrying their tenant) and the tool-call ledger
-(STARTED/DONE per thread + tool call id, with the stored result); the model-call journal and
-cost ledger are in ``app.cost_ledger``. The SQL is portable (SQLite and Postgres, see
-``app.db``); ``tests/app/test_store.py`` runs the same conformance suite on both."""
+"""App tables: runs, their events and the tool-call ledger (threads are in
+``app.thread_rows``, the model-call journal and cost ledger in ``app.cost_ledger``).
+
+The tool-call ledger holds STARTED/DONE per (thread + tool call id) with the stored result.
+Threads, runs and events carry their tenant; runs, approvals and ledger rows name their
+thread by its key (``app.thread_keys``). The SQL is portable (SQLite and Postgres, see
+``app.db``); ``tests/app/test_store.py`` runs the same conformance suite on both.
+"""
 
 from __future__ import annotations
 
@@ -19,18 +23,12 @@ from app.cost_ledger import CostLedger, LedgerRow, Totals
 from app.db import Cursor, Database, Row
 from app.errors import Conflict
 from app.killswitch import SwitchRows
+from app.thread_keys import local_id
+from app.thread_rows import ThreadRow, ThreadRows
 
 __all__ = ["ApprovalRow", "LedgerRow", "RunRow", "Store", "ThreadRow", "Totals"]
 
 SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS threads (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        metadata TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS threads_tenant ON threads(tenant, updated_at)",
     """CREATE TABLE IF NOT EXISTS runs (
         id TEXT PRIMARY KEY,
         thread_id TEXT NOT NULL,
@@ -114,17 +112,6 @@ ACTIVE = ("pending", "running")
 
 
 @dataclass(frozen=True)
-class ThreadRow:
-    """A thread as stored."""
-
-    id: str
-    tenant: str
-    metadata: dict[str, Any]
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
 class RunRow:
     """A run as stored."""
 
@@ -146,12 +133,13 @@ class RunRow:
     owner: str | None = None
 
 
-class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
+class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
     """The app tables on a :class:`~app.db.Database` (SQLite or Postgres)."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         with db.schema_lock():  # processes starting together on one Postgres take turns
+            self._thread_schema()
             with db.tx() as c:
                 for statement in SCHEMA:
                     c.run(statement)
@@ -174,39 +162,6 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
         """Close the database."""
         self.db.close()
 
-    # threads
-    def create_thread(self, thread_id: str, tenant: str,
-                      metadata: Mapping[str, Any] | None = None) -> bool:
-        """Record a thread; False when the id is already taken."""
-        now = time.time()
-        with self.db.tx() as c:
-            rows = c.run("INSERT INTO threads (id, tenant, metadata, created_at, updated_at)"
-                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-                         (thread_id, tenant, json.dumps(dict(metadata or {})), now, now))
-        return bool(rows)
-
-    def get_thread(self, thread_id: str) -> ThreadRow | None:
-        """One thread by id."""
-        row = self.db.one("SELECT * FROM threads WHERE id = ?", (thread_id,))
-        return _thread(row) if row else None
-
-    def search_threads(self, tenant: str, limit: int = 10, offset: int = 0) -> list[ThreadRow]:
-        """The tenant's threads, most recently updated first."""
-        rows = self.db.query("SELECT * FROM threads WHERE tenant = ?"
-                             " ORDER BY updated_at DESC, id LIMIT ? OFFSET ?",
-                             (tenant, limit, offset))
-        return [_thread(r) for r in rows]
-
-    def touch_thread(self, thread_id: str, metadata: Mapping[str, Any] | None = None) -> None:
-        """Bump the thread's update time (and merge metadata)."""
-        with self.db.tx() as c:
-            if metadata:
-                row = c.run("SELECT metadata FROM threads WHERE id = ?", (thread_id,))
-                merged = {**json.loads(row[0]["metadata"]), **metadata} if row else {}
-                c.run("UPDATE threads SET metadata = ? WHERE id = ?",
-                      (json.dumps(merged), thread_id))
-            c.run("UPDATE threads SET updated_at = ? WHERE id = ?", (time.time(), thread_id))
-
     # runs
     def create_run(self, run_id: str, thread_id: str, team: str, task: str,
                    tenant: str = "default", created_by: str | None = None,
@@ -226,8 +181,8 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
                 busy = c.run("SELECT id FROM runs WHERE thread_id = ? AND status IN (?, ?)"
                              " LIMIT 1", (thread_id, *ACTIVE))
                 if busy:
-                    raise Conflict(f"thread {thread_id} already has an active run; wait for "
-                                   "it, cancel it, or send multitask_strategy=enqueue")
+                    raise Conflict(f"thread {local_id(thread_id)} already has an active run; "
+                                   "wait for it, cancel it, or send multitask_strategy=enqueue")
             c.run("INSERT INTO runs (id, thread_id, team, task, status, created_at, updated_at,"
                   " tenant, created_by, metadata, budget_usd)"
                   " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
@@ -265,6 +220,22 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
         row = self.db.one("SELECT * FROM runs WHERE thread_id = ?"
                           " ORDER BY created_at DESC, id DESC LIMIT 1", (thread_id,))
         return _run(row) if row else None
+
+    def active_runs(self, thread_id: str) -> list[RunRow]:
+        """The thread's pending and running runs, oldest first."""
+        rows = self.db.query("SELECT * FROM runs WHERE thread_id = ? AND status IN (?, ?)"
+                             " ORDER BY created_at, id", (thread_id, *ACTIVE))
+        return [_run(r) for r in rows]
+
+    def queued_behind(self, run: RunRow) -> bool:
+        """A new run (no events yet) that must wait: its thread waits for a decision, or an
+        earlier run of the thread is still queued or running."""
+        if self.events(run.id, 0, limit=1):
+            return False
+        if self.thread_pending_approvals(run.thread_id):
+            return True
+        return any((r.created_at, r.id) < (run.created_at, run.id)
+                   for r in self.active_runs(run.thread_id))
 
     def thread_runs(self, thread_id: str) -> list[RunRow]:
         """Every run of a thread, oldest first."""
@@ -380,11 +351,6 @@ class Store(CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
                                  " JOIN threads t ON t.id = c.thread_id WHERE t.tenant = ?"
                                  " GROUP BY c.tool", (tenant,))
         return {r["tool"]: int(r["n"]) for r in rows}
-
-
-def _thread(row: Row) -> ThreadRow:
-    return ThreadRow(id=row["id"], tenant=row["tenant"], metadata=json.loads(row["metadata"]),
-                     created_at=float(row["created_at"]), updated_at=float(row["updated_at"]))
 
 
 def _run(row: Row) -> RunRow:

@@ -37,6 +37,7 @@ from app.errors import ConfigError, InvalidRequest
 from app.ops_config import WebhooksConfig
 from app.settings import Settings
 from app.store import Store
+from app.thread_keys import local_id
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,8 @@ class Webhooks:
         msg_id = f"msg_{digest[:24]}"
         totals = self.store.totals(run.id)
         payload = {"type": kind, "timestamp": datetime.fromtimestamp(e["ts"], UTC).isoformat(),
-                   "data": {"run_id": run.id, "thread_id": run.thread_id, "team": run.team,
-                            "status": run.status, "stop_reason": run.stop_reason,
+                   "data": {"run_id": run.id, "thread_id": local_id(run.thread_id),
+                            "team": run.team, "status": run.status, "stop_reason": run.stop_reason,
                             "final_answer": run.final_answer, "error": run.error,
                             "cost_usd": round(totals.cost_usd, 6),
                             "created_at": run.created_at, "updated_at": run.updated_at,

@@ -115,6 +115,11 @@ class Worker:
         if run.status not in ACTIVE:
             log.info("run is %s; its job has nothing to do", run.status)
             return
+        if action == "execute" and self.store.queued_behind(run):
+            # multitask_strategy=enqueue behind a pending approval (or a run ahead): the
+            # same job again later, so the decision's resume job goes first.
+            self._later(run, action, decisions, context.job.priority)
+            return
         claim = self.store.claim_run(run.id, self.name, tenant_limit=self.cfg.tenant_max_running,
                                      stale_s=self.cfg.stall_timeout_s, take_live=False)
         if claim == "missing":

@@ -1,4 +1,8 @@
-"""The audit trail: a run's entries, and verification of the tenant's hash chain."""
+"""The audit trail: a run's entries, and verification of the tenant's hash chain.
+
+Platform-wide changes (the operator's kill switch) are chained apart, under the platform
+scope: only an operator reads and verifies that chain, and no tenant's routes show it.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.auth import Approver
-from app.api.deps import ApiDep
+from app.api.auth import Approver, Operator
+from app.api.deps import Api, ApiDep
 from app.errors import NotFound
+from app.killswitch import PLATFORM
 
 router = APIRouter(tags=["audit"])
+Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
 @router.get("/v1/audit")
 async def audit_entries(api: ApiDep, principal: Approver,
                         run_id: Annotated[str | None, Query(max_length=128)] = None,
-                        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-                        ) -> list[dict[str, Any]]:
+                        limit: Limit = 1000) -> list[dict[str, Any]]:
     """The tenant's audit entries in chain order (one run's with ``run_id``)."""
     store = api.services.store
     if run_id is not None:
@@ -30,6 +35,23 @@ async def audit_entries(api: ApiDep, principal: Approver,
 @router.get("/v1/audit/verify")
 async def verify(api: ApiDep, principal: Approver) -> dict[str, Any]:
     """Recompute the tenant's chain: ``{ok, entries, first_bad_entry}``."""
-    result = api.services.store.verify_audit(principal.tenant)
+    return _verified(api, principal.tenant)
+
+
+@router.get("/v1/platform/audit")
+async def platform_audit_entries(api: ApiDep, principal: Operator,
+                                 limit: Limit = 1000) -> list[dict[str, Any]]:
+    """The platform chain's entries in order: platform-wide switch changes (operator)."""
+    return api.services.store.audit_entries(PLATFORM, None, limit)
+
+
+@router.get("/v1/platform/audit/verify")
+async def platform_verify(api: ApiDep, principal: Operator) -> dict[str, Any]:
+    """Recompute the platform chain: ``{ok, entries, first_bad_entry}`` (operator)."""
+    return _verified(api, PLATFORM)
+
+
+def _verified(api: Api, scope: str) -> dict[str, Any]:
+    result = api.services.store.verify_audit(scope)
     return {"ok": result.ok, "entries": result.entries,
             "first_bad_entry": result.first_bad_entry}

@@ -27,6 +27,7 @@ from app.errors import InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
 from app.runner import new_thread_id
 from app.store import RunRow
+from app.thread_keys import local_id, thread_key
 
 router = APIRouter(tags=["chat"])
 THREAD_HEADER = "X-Foreman-Thread-Id"
@@ -87,11 +88,12 @@ async def chat_completions(body: ChatRequest, api: ApiDep, principal: Requester,
     task = check_task(text_of(user[-1].content), "messages")
     thread_id = x_foreman_thread_id or (body.metadata or {}).get("thread_id") or new_thread_id()
     api.thread_id_ok(thread_id)
-    thread = api.services.store.get_thread(thread_id)
+    # The tenant's own thread of that id, or a new one (another tenant's is not seen).
+    thread = api.services.store.get_thread(principal.tenant, thread_id)
+    key = thread.key if thread is not None else thread_key(principal.tenant, thread_id)
     if thread is not None:
-        api.thread(thread_id, principal)  # another tenant's thread is "not found"
-        api.services.approvals.check_no_pending(thread_id)
-    run = api.manager.start(task=task, team=body.model, thread_id=thread_id,
+        api.services.approvals.check_no_pending(key)
+    run = api.manager.start(task=task, team=body.model, thread_id=key,
                             tenant=principal.tenant, created_by=principal.name,
                             metadata={"source": "chat"})
     headers = {THREAD_HEADER: thread_id}
@@ -125,11 +127,11 @@ async def _outcome(api: Api, run: RunRow) -> tuple[str, dict[str, Any]]:
     elif run.status == "interrupted":
         text = "The run was cancelled."
     else:
-        text = f"The run is still {run.status}; follow it on thread {run.thread_id}."
+        text = f"The run is still {run.status}; follow it on thread {local_id(run.thread_id)}."
     usage = {"prompt_tokens": totals.prompt_tokens,
              "completion_tokens": totals.completion_tokens,
              "total_tokens": totals.prompt_tokens + totals.completion_tokens}
-    return text, {"thread_id": run.thread_id, "run_id": run.id, "status": run.status,
+    return text, {"thread_id": local_id(run.thread_id), "run_id": run.id, "status": run.status,
                   "stop_reason": run.stop_reason,
                   "approvals": approvals, "cost_usd": totals.cost_usd, "usage": usage}
 

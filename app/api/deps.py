@@ -71,9 +71,11 @@ class Api:
         return await self.off_loop(self.run, thread_id, run_id, principal)
 
     def thread(self, thread_id: str, principal: Principal) -> ThreadRow:
-        """The caller's thread; another tenant's is reported as missing."""
-        row = self.services.store.get_thread(thread_id) if _ID.match(thread_id) else None
-        if row is None or row.tenant != principal.tenant:
+        """The caller's tenant's thread of that id (its ``key`` names it inside); ids are
+        per tenant, so another tenant's thread of the same id is simply not this one."""
+        store = self.services.store
+        row = store.get_thread(principal.tenant, thread_id) if _ID.match(thread_id) else None
+        if row is None:
             raise NotFound(f"thread {thread_id} not found")
         return row
 
@@ -84,9 +86,9 @@ class Api:
 
     def run(self, thread_id: str, run_id: str, principal: Principal) -> RunRow:
         """The caller's run on that thread."""
-        self.thread(thread_id, principal)
+        thread = self.thread(thread_id, principal)
         row = self.services.store.get_run(run_id) if _ID.match(run_id) else None
-        if row is None or row.thread_id != thread_id or row.tenant != principal.tenant:
+        if row is None or row.thread_id != thread.key or row.tenant != principal.tenant:
             raise NotFound(f"run {run_id} not found on thread {thread_id}")
         return row
 

@@ -21,6 +21,7 @@ from app.errors import Forbidden, InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
 from app.run_manager import RunManager
 from app.store import ACTIVE, RunRow
+from app.thread_keys import local_id
 from app.webhooks import check_url
 
 router = APIRouter(tags=["runs"])
@@ -31,12 +32,12 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     """Start (or resume) a run as the body asks, after auth and state checks (a background
     run, ``interactive=False``, queues behind the runs that clients wait for)."""
     store = api.services.store
-    if store.get_thread(thread_id) is None and body.if_not_exists == "create":
+    if body.if_not_exists == "create" and store.get_thread(principal.tenant, thread_id) is None:
         if not principal.has("requester"):
             raise Forbidden("creating a thread needs role requester")
         api.thread_id_ok(thread_id)
         store.create_thread(thread_id, principal.tenant)
-    api.thread(thread_id, principal)
+    key = api.thread(thread_id, principal).key  # the thread's name in every table
     team = api.team_of(body.assistant_id)
     if body.multitask_strategy == "rollback":
         raise InvalidRequest("multitask_strategy rollback is not supported",
@@ -49,14 +50,15 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
         if body.input is None:
             raise InvalidRequest("send input (a new task) or command.resume", field="input")
         task = task_from_input(body.input)
-        api.services.approvals.check_no_pending(thread_id)
+        if body.multitask_strategy != "enqueue":  # enqueue waits behind the approval
+            api.services.approvals.check_no_pending(key)
         cap = api.services.settings.budgets.run_usd
         if body.budget_usd is not None and cap is not None and body.budget_usd > cap:
             raise InvalidRequest(f"budget_usd may lower the configured run budget (${cap}), "
                                  "not raise it; a run that needs more asks for a budget "
                                  "extension", field="budget_usd")
     if body.multitask_strategy == "interrupt":
-        for run in store.thread_runs(thread_id):
+        for run in store.thread_runs(key):
             if run.status in ACTIVE:
                 await api.manager.cancel(run.id, wait=True)
     enqueue = body.multitask_strategy == "enqueue"
@@ -64,7 +66,7 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
         assert body.command is not None
         # Decisions go through the approvals service: same RBAC, single use and audit.
         return await api.services.approvals.decide_resume(
-            principal, thread_id, body.command.resume,
+            principal, key, body.command.resume,
             api.manager if not enqueue else QueuedResume(api.manager))
     metadata = {**(body.metadata or {}), "multitask_strategy": body.multitask_strategy}
     if body.budget_usd is not None:
@@ -72,7 +74,7 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     if body.webhook is not None:
         metadata["webhook"] = check_url(body.webhook, allow_private=api.services.settings
                                         .webhooks.allow_private_targets)
-    return api.manager.start(task=task, team=team, thread_id=thread_id,
+    return api.manager.start(task=task, team=team, thread_id=key,
                              tenant=principal.tenant, created_by=principal.name,
                              metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow",
                              interactive=interactive)
@@ -110,8 +112,8 @@ async def list_runs(thread_id: ThreadId, api: ApiDep, principal: PrincipalDep,
                     offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
     """The thread's runs, newest first."""
     def page() -> list[dict[str, Any]]:
-        api.thread(thread_id, principal)
-        runs = list(reversed(api.services.store.thread_runs(thread_id)))
+        thread = api.thread(thread_id, principal)
+        runs = list(reversed(api.services.store.thread_runs(thread.key)))
         return [run_json(api, r) for r in runs[offset: offset + limit]]
 
     return await api.off_loop(page)
@@ -134,7 +136,8 @@ async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
     """Start a run and stream it (``metadata``, ``updates``, ``custom``, ``values``,
     ``messages``/``messages-tuple`` token chunks, ``end``)."""
     modes = check_modes(body.modes())
-    latest = api.services.store.latest_run(thread_id)
+    thread = api.services.store.get_thread(principal.tenant, thread_id)
+    latest = api.services.store.latest_run(thread.key) if thread is not None else None
     # A resume continues the same run: stream only what happens from now on.
     resuming = body.command is not None and latest is not None
     before = _last_seq(api, latest.id) if resuming and latest else 0
@@ -207,7 +210,7 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
     """
     if fresh:
         yield {"event": "metadata", "id": f"{after[0]}.0",
-               "data": json.dumps({"run_id": run.id, "thread_id": run.thread_id,
+               "data": json.dumps({"run_id": run.id, "thread_id": local_id(run.thread_id),
                                    "attempt": 1})}
     last = after[0]
     token_parts = TokenParts(run, modes)

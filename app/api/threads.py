@@ -23,22 +23,21 @@ SEARCH_SCAN = 5_000
 async def create_thread(body: ThreadCreate, api: ApiDep,
                         principal: Requester) -> dict[str, Any]:
     """A new, empty thread of the caller's tenant."""
-    store = api.services.store
     thread_id = body.thread_id or new_thread_id()
-    if not store.create_thread(thread_id, principal.tenant, body.metadata):
-        existing = store.get_thread(thread_id)
-        if body.if_exists == "raise" or existing is None or existing.tenant != principal.tenant:
-            raise Conflict(f"thread {thread_id} already exists")
+    # Ids are per tenant: only the caller's own thread of that id is a conflict.
+    if not api.services.store.create_thread(thread_id, principal.tenant, body.metadata) and (
+            body.if_exists == "raise"):
+        raise Conflict(f"thread {thread_id} already exists")
     return await thread_json(api, await api.athread(thread_id, principal))
 
 
 def quick_status(api: Api, row: ThreadRow) -> str:
     """The thread's status from the app tables alone (no checkpoint read)."""
-    if api.manager.thread_busy(row.id):
+    if api.manager.thread_busy(row.key):
         return "busy"
-    if api.services.store.thread_pending_approvals(row.id):
+    if api.services.store.thread_pending_approvals(row.key):
         return "interrupted"
-    latest = api.services.store.latest_run(row.id)
+    latest = api.services.store.latest_run(row.key)
     return "error" if latest is not None and latest.status == "error" else "idle"
 
 
@@ -81,9 +80,9 @@ async def get_thread(thread_id: ThreadId, api: ApiDep,
 async def get_state(thread_id: ThreadId, api: ApiDep,
                     principal: PrincipalDep) -> dict[str, Any]:
     """The thread's latest checkpoint as a ``ThreadState``."""
-    api.thread(thread_id, principal)
-    runs = api.services.store.thread_runs(thread_id)
-    snapshot = await snapshot_of(api, thread_id, runs)
+    thread = api.thread(thread_id, principal)
+    runs = api.services.store.thread_runs(thread.key)
+    snapshot = await snapshot_of(api, thread.key, runs)
     if snapshot is None:
         return {"values": {"messages": []}, "next": [], "tasks": [], "metadata": {},
                 "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "",
@@ -96,11 +95,11 @@ async def get_state(thread_id: ThreadId, api: ApiDep,
 async def get_history(thread_id: ThreadId, body: HistoryRequest, api: ApiDep,
                       principal: PrincipalDep) -> list[dict[str, Any]]:
     """Past checkpoints, newest first (at most ``limit``)."""
-    api.thread(thread_id, principal)
-    runs = api.services.store.thread_runs(thread_id)
+    thread = api.thread(thread_id, principal)
+    runs = api.services.store.thread_runs(thread.key)
     if not runs:
         return []
     runner = api.services.runner
     graph = runner.graph(runs[-1].team)
     return [state_json(thread_id, snap, runs) async for snap in
-            graph.aget_state_history(runner.config(thread_id, runs[-1].team), limit=body.limit)]
+            graph.aget_state_history(runner.config(thread.key, runs[-1].team), limit=body.limit)]

@@ -9,6 +9,7 @@ from langgraph.types import StateSnapshot
 
 from app.api.deps import Api, assistant_uuid
 from app.store import RunRow, ThreadRow
+from app.thread_keys import local_id
 
 
 def iso(ts: float | None) -> str | None:
@@ -63,14 +64,14 @@ def thread_status(api: Api, thread_id: str, runs: list[RunRow],
 
 async def thread_json(api: Api, thread: ThreadRow) -> dict[str, Any]:
     """A Platform ``Thread``."""
-    runs = api.services.store.thread_runs(thread.id)
-    snapshot = await snapshot_of(api, thread.id, runs)
+    runs = api.services.store.thread_runs(thread.key)
+    snapshot = await snapshot_of(api, thread.key, runs)
     return {
         "thread_id": thread.id,
         "created_at": iso(thread.created_at),
         "updated_at": iso(max([thread.updated_at, *(r.updated_at for r in runs)])),
         "metadata": thread.metadata,
-        "status": thread_status(api, thread.id, runs, snapshot),
+        "status": thread_status(api, thread.key, runs, snapshot),
         "values": values(snapshot, runs),
         "interrupts": interrupts_by_task(snapshot),
         "config": {},
@@ -105,7 +106,7 @@ def run_json(api: Api, run: RunRow) -> dict[str, Any]:
     totals = api.services.store.totals(run.id)
     return {
         "run_id": run.id,
-        "thread_id": run.thread_id,
+        "thread_id": local_id(run.thread_id),
         "assistant_id": assistant_uuid(run.team),
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),

@@ -53,6 +53,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str | None, bool]] = [
      True),
     ("GET", "/v1/audit", None, "alice", False),
     ("GET", "/v1/audit/verify", None, "alice", False),
+    ("GET", "/v1/platform/audit", None, "root", False),
+    ("GET", "/v1/platform/audit/verify", None, "root", False),
 ]
 
 
@@ -99,6 +101,12 @@ EXTRA: list[tuple[str, str, dict[str, Any] | None, str, int]] = [
     ("GET", "/metrics", None, "root", 200),
     ("GET", "/v1/admin/killswitch", None, "gus", 200),
     ("GET", "/v1/approvals/{A}", None, "gus", 404),
+    # The platform chain is the operator's alone: no tenant role reads it.
+    ("GET", "/v1/platform/audit", None, "ops", 200),
+    ("GET", "/v1/platform/audit/verify", None, "ops", 200),
+    ("GET", "/v1/platform/audit", None, "bob", 403),
+    ("GET", "/v1/platform/audit/verify", None, "gus", 403),
+    ("GET", "/v1/audit", None, "ops", 403),
 ]
 
 
@@ -129,7 +137,7 @@ def test_auth_matrix_covers_every_route(settings: Settings) -> None:
               .replace("/support", "/{assistant_id}" if p.startswith("/assistants") else
                        "/{model}")) for m, p, *_ in ROUTES}
     assert served == named
-    assert len(MATRIX) == 100 + len(EXTRA)
+    assert len(MATRIX) == 106 + len(EXTRA)
 
 
 def test_auth_x_api_key_header_and_tenant_scoped_search(keyed_server: Server,
@@ -180,3 +188,29 @@ def test_auth_inbox_lists_what_the_principal_may_decide(keyed_server: Server) ->
     assert [e["actor"] for e in audit if e["type"] == "approval_refused"
             and e["data"]["approval_id"] == approval_id] == ["carol"]
     assert still["status"] == "pending" and still["may_decide"] is True
+
+
+def test_auth_platform_switch_changes_are_chained_for_the_operator_only(
+        keyed_server: Server) -> None:
+    with keyed_server.client("ops") as ops, keyed_server.client("root") as root, \
+            keyed_server.client("gus") as gus:
+        before = ops.get("/v1/platform/audit").json()
+        ops.put("/v1/platform/killswitch", json={"disabled_tools": ["issue_refund"]})
+        ops.put("/v1/platform/killswitch", json={"disabled_tools": []})
+        entries = ops.get("/v1/platform/audit").json()
+        verified = ops.get("/v1/platform/audit/verify").json()
+        as_admin = root.get("/v1/platform/audit")
+        tenant_views = [root.get("/v1/audit").json(), gus.get("/v1/audit").json()]
+        tenant_verified = root.get("/v1/audit/verify").json()
+
+    new = entries[len(before):]
+    assert [(e["type"], e["actor"], e["data"]["scope"], e["data"]["disabled_tools"])
+            for e in new] == [("kill_switch_changed", "ops", "platform", ["issue_refund"]),
+                              ("kill_switch_changed", "ops", "platform", [])]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert verified == {"ok": True, "entries": len(entries), "first_bad_entry": None}
+    assert as_admin.status_code == 403
+    # No tenant's trail holds the platform's entries, and each verifies on its own.
+    assert not [e for view in tenant_views for e in view
+                if e["type"] == "kill_switch_changed" and e["actor"] == "ops"]
+    assert tenant_verified["ok"] is True

@@ -3,21 +3,65 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
 
+import pytest
+
+from app.db import Database, PostgresDatabase, SqliteDatabase
 from app.store import LedgerRow, Store
 
 
 def test_store_threads_are_tenant_scoped_and_ids_unique(store: Store) -> None:
     assert store.create_thread("t-1", "acme", {"k": "v"})
-    assert not store.create_thread("t-1", "globex")
+    assert not store.create_thread("t-1", "acme")
+    assert store.create_thread("t-1", "globex", {"other": True})  # ids are per tenant
     store.create_thread("t-2", "globex")
-    store.touch_thread("t-1", {"more": 1})
+    acme = store.get_thread("acme", "t-1")
+    assert acme is not None
+    store.touch_thread(acme.key, {"more": 1})
 
-    thread = store.get_thread("t-1")
-    assert thread is not None and thread.tenant == "acme"
+    thread = store.get_thread("acme", "t-1")
+    assert thread is not None and thread.tenant == "acme" and thread.id == "t-1"
     assert thread.metadata == {"k": "v", "more": 1}
+    theirs = store.get_thread("globex", "t-1")
+    assert theirs is not None and theirs.metadata == {"other": True}
+    assert theirs.key != thread.key
     assert [t.id for t in store.search_threads("acme")] == ["t-1"]
-    assert store.get_thread("nope") is None
+    assert sorted(t.id for t in store.search_threads("globex")) == ["t-1", "t-2"]
+    assert store.get_thread("acme", "nope") is None
+    assert store.get_thread("acme", "t-2") is None  # globex's only
+    assert store.ensure_thread("t-1", "acme") == thread.key
+    assert store.ensure_thread(thread.key, "acme") == thread.key
+    assert store.ensure_thread(theirs.key, "acme") != theirs.key  # never another tenant's
+    assert store.thread_by_key(thread.key) == thread
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_store_migrates_global_thread_ids_to_per_tenant(request: pytest.FixtureRequest,
+                                                        tmp_path: Path, backend: str) -> None:
+    """A database from before per-tenant ids: its threads keep their id as their key (what
+    its runs, approvals and checkpoints refer to), and another tenant may now use the id."""
+    db: Database = (SqliteDatabase(tmp_path / "old.db") if backend == "sqlite"
+                    else PostgresDatabase(request.getfixturevalue("pg_url")))
+    with db.tx() as c:
+        c.run("CREATE TABLE threads (id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+              " metadata TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,"
+              " updated_at DOUBLE PRECISION NOT NULL)")
+        c.run("INSERT INTO threads VALUES ('t-old', 'acme', '{\"k\": 1}', 1.0, 2.0)")
+    store = Store(db)
+    try:
+        old = store.get_thread("acme", "t-old")
+        assert old is not None and old.key == "t-old" and old.metadata == {"k": 1}
+        assert store.ensure_thread("t-old", "acme") == "t-old"
+        assert not store.create_thread("t-old", "acme")
+        assert store.get_thread("globex", "t-old") is None
+        assert store.create_thread("t-old", "globex")
+        new = store.get_thread("globex", "t-old")
+        assert new is not None and new.key not in ("t-old", "")
+        assert Store(db).get_thread("acme", "t-old") == old  # a second open changes nothing
+    finally:
+        store.close()
 
 
 def test_store_runs_events_and_status_queries(store: Store) -> None:
@@ -65,3 +109,26 @@ def test_store_journal_and_tool_ledger(store: Store) -> None:
     store.cache_put("k", "m", {"content": "other"})
     assert store.cache_get("k") == {"content": "cached"}
     assert store.model_usage()[0]["calls"] == 1
+
+
+def test_store_new_run_queues_behind_a_pending_approval_and_earlier_runs(store: Store) -> None:
+    key = store.ensure_thread("t-q", "acme")
+    store.create_run("r-1", key, "support", "first", tenant="acme")
+    time.sleep(0.01)
+    store.create_run("r-2", key, "support", "second", tenant="acme")
+    first, second = store.get_run("r-1"), store.get_run("r-2")
+    assert first is not None and second is not None
+    assert [r.id for r in store.active_runs(key)] == ["r-1", "r-2"]
+    assert store.queued_behind(second) and not store.queued_behind(first)
+    store.append_event("r-1", "run_started", {"thread_id": "t-q"})
+    store.update_run("r-1", status="interrupted")
+    assert not store.queued_behind(second)
+    store.record_approval({
+        "id": "ap-q", "interrupt_id": "i-q", "thread_id": key, "run_id": "r-1",
+        "tenant": "acme", "requester": "alice", "kind": "tool", "action": "issue_refund",
+        "args": {}, "args_sha256": "x", "agent": "billing", "rule": "refunds",
+        "approver_group": None, "risk": "high", "description": "d", "context": {},
+        "status": "pending", "created_at": 1.0, "expires_at": None}, {"approval_id": "ap-q"})
+    assert store.queued_behind(second)
+    assert not store.queued_behind(first)  # it has started: it is what the approval resumes
+    assert store.thread_pending_approvals(key)[0].as_json()["thread_id"] == "t-q"

@@ -76,8 +76,8 @@ async def test_queue_job_commits_or_rolls_back_with_the_run_row(
         queue.enqueue_in(c, "r-never", "t-never", "execute")
         raise RuntimeError("the request failed after the insert")
     assert sum(queue.job_counts().values()) == before
-    store.create_thread("t-busy", "acme")
-    store.create_run("r-busy", "t-busy", "support", TASK, tenant="acme")
+    busy = store.ensure_thread("t-busy", "acme")
+    store.create_run("r-busy", busy, "support", TASK, tenant="acme")
     with pytest.raises(Conflict):
         distributed.manager.start(task=TASK, team="support", thread_id="t-busy",
                                   tenant="acme", created_by="alice")
