@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE, Server, keyed_env, wait_status
+from tools import sandbox
 
 REFUND = {"assistant_id": "support",
           "input": {"messages": [{"role": "user", "content": SUPPORT_REFUND}]}}
@@ -121,6 +122,9 @@ def probe(c: httpx.Client, tid: str) -> list[tuple[int, Any]]:
 
 def test_auth_thread_ids_another_tenants_id_answers_as_an_unused_one(
         ids_server: Server) -> None:
+    # An earlier test may have refunded the order in full: start from the seeded world, so
+    # this refund pauses for its approval again.
+    sandbox.reset(ids_server.data_dir / "sandbox.db")
     taken, unused = f"taken-{uuid.uuid4().hex[:8]}", f"unused-{uuid.uuid4().hex[:8]}"
     with ids_server.client("alice") as alice, ids_server.client("eve") as eve:
         assert alice.post("/threads", json={"thread_id": taken}).status_code == 200

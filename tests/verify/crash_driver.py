@@ -66,7 +66,7 @@ async def drive(config: str, task_id: str, thread: str) -> int:
             for _ in range(20):
                 for run_id in list(manager._tasks):
                     await manager.wait(run_id)
-                run = store.latest_run(thread)
+                run = store.latest_run(store.key_of(task.tenant, thread))
                 if run is None:
                     return STUCK
                 if run.status in TERMINAL:

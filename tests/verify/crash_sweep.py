@@ -20,9 +20,11 @@ from typing import Any
 from app.audit import audit_entry
 from app.db import open_database
 from app.store import Store
+from app.thread_keys import thread_key
 from tests.app.tooling.crm import Crm
 from tests.e2e.mcp_project import make_project
 from tests.verify.crash_tasks import Task
+from tools import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLED = -9
@@ -52,6 +54,11 @@ class World:
         idempotency key), and the same run must cost the same in each."""
         return f"t-{self.task.id}-{hashlib.sha256(self.home.name.encode()).hexdigest()[:12]}"
 
+    @property
+    def key(self) -> str:
+        """The thread's key inside Foreman (runs, ledger rows and idempotency keys use it)."""
+        return thread_key(self.task.tenant, self.thread)
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
@@ -63,10 +70,12 @@ class World:
 
     def effects(self) -> list[list[Any]]:
         """The rows of the task's side effects (on the CRM: this world's credits only)."""
-        path = self.crm.db if self.crm is not None else self.data / "sandbox.db"
-        conn = sqlite3.connect(path, timeout=10)
+        if self.crm is not None:
+            conn: sandbox.Connection = sqlite3.connect(self.crm.db, timeout=10)
+        else:  # the demo pack's sandbox: in Foreman's database when it has one
+            conn = sandbox.connect(self.database_url or self.data / "sandbox.db")
         try:
-            return [[list(r) for r in conn.execute(sql, (f"{self.thread}:%",) * sql.count("?"))]
+            return [[list(r) for r in conn.execute(sql, (f"{self.key}:%",) * sql.count("?"))]
                     for sql in self.task.effects]
         finally:
             conn.close()
@@ -171,14 +180,14 @@ def observe(world: World) -> Outcome:
     paid = Counter(calls.read_text().split()) if calls.exists() else Counter()
     store = Store(open_database(world.database_url, world.data / "foreman.db"))
     try:
-        run = store.latest_run(world.thread)
+        run = store.latest_run(world.key)
         assert run is not None, "no run was recorded"
         journal = store.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(cost_usd), 0) AS usd"
                                  " FROM model_calls WHERE run_id = ? AND outcome = 'ok'",
                                  (run.id,))[0]
         open_tools = [f"{r['tool']}:{r['status']}" for r in store.db.query(
             "SELECT tool, status, result FROM tool_calls WHERE thread_id = ?",
-            (world.thread,))
+            (world.key,))
             if r["status"] != "DONE" or "needs_human" in (r["result"] or "")]
         audited = sum(1 for e in store.events(run.id, 0, 100_000)
                       if audit_entry(e["type"], e["data"]) is not None)
