@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from app.services import Services, open_services
 from app.settings import Settings, load_settings
 from tests.fake_provider.process import FakeProvider, fake_provider
 from tests.fakes import HashingEmbedder, MemoEmbedder
+from tools import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -96,8 +96,8 @@ def sandbox_rows(settings: Settings) -> Iterator[Any]:
     """``rows(sql, *params)`` → list of dicts from the run's sandbox database."""
 
     def rows(sql: str, *params: Any) -> list[dict[str, Any]]:
-        conn = sqlite3.connect(settings.data_dir / "sandbox.db")
-        conn.row_factory = sqlite3.Row
+        # The demo pack keeps its tables in Foreman's database when it has one.
+        conn = sandbox.connect(settings.database_url or settings.data_dir / "sandbox.db")
         try:
             return [dict(r) for r in conn.execute(sql, params)]
         finally:

@@ -219,7 +219,21 @@ def call_args(args: dict[str, Any], src: Sources) -> dict[str, Any] | str:
     try:
         return dict(resolve(args, src))
     except Unresolved as e:
-        return f"{NOT_TOLD} {e} and no tool of mine returned it, so I did not guess it."
+        return f"{NOT_TOLD} {_missing(str(e))} and no tool of mine returned it, so I did not " \
+            "guess it."
+
+
+def _missing(ref: str) -> str:
+    """A reference in words: ``told:S1.order_status`` is "the order_status of step S1"."""
+    kind, _, path = ref.partition(":")
+    head, _, name = path.partition(".")
+    if kind in ("told", "step") and name:
+        return f"the {name} of step {head}"
+    if kind == "result" and name:
+        return f"the {name} from {head}"
+    if kind == "ref":
+        return f"the {path} id"
+    return ref
 
 
 def specialist(request: ModelRequest) -> ProviderReply:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.api.auth import digest
+from tools import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT_REFUND = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
@@ -60,6 +61,11 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def fresh_world(self) -> Server:
+        """Reset the demo sandbox to its seeded rows (the server keeps running)."""
+        sandbox.reset(self.data_dir / "sandbox.db")
+        return self
 
     def start(self) -> Server:
         self.port = free_port()
@@ -112,11 +118,18 @@ def keyed_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Local dev mode (no keys), refunds held for approval."""
     s = Server(tmp_path_factory.mktemp("local"), {"FOREMAN_TEST_GATE": "refund"}).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def server(local_server: Server) -> Server:
+    """The shared local server, its world back to the seeded demo data: the scripted
+    agents read what earlier tests did (a refunded order has nothing left to refund)."""
+    return local_server.fresh_world()
 
 
 @pytest.fixture(scope="session")
@@ -129,12 +142,18 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def keyed_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """API keys for two tenants; refunds held for approval."""
     s = Server(tmp_path_factory.mktemp("keyed"),
                {"FOREMAN_TEST_GATE": "refund", **keyed_env()}).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def keyed_server(keyed_process: Server) -> Server:
+    """The shared keyed server, its world back to the seeded demo data."""
+    return keyed_process.fresh_world()
 
 
 def wait_status(c: httpx.Client, thread_id: str, run_id: str, statuses: set[str],

@@ -78,7 +78,7 @@ def test_approvals_api_list_detail_decide_with_rbac(keyed: Server) -> None:
 
 
 def test_approvals_api_requester_may_not_approve_own_run(keyed: Server) -> None:
-    with keyed.client("root") as root, keyed.client("bob") as bob:
+    with keyed.fresh_world().client("root") as root, keyed.client("bob") as bob:
         ids = start_refund(root)  # the admin asked; the rule does not allow self-approval
         mine = root.post(f"/v1/approvals/{ids['approval']}/decision",
                          json={"decision": "approve"})

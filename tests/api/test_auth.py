@@ -59,9 +59,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str | None, bool]] = [
 
 
 @pytest.fixture(scope="module")
-def acme(keyed_server: Server) -> dict[str, str]:
+def acme(keyed_process: Server) -> dict[str, str]:
     """A thread of tenant acme with a run paused for a refund approval."""
-    with keyed_server.client("alice") as c:
+    with keyed_process.fresh_world().client("alice") as c:
         thread = c.post("/threads", json={}).json()["thread_id"]
         c.post(f"/threads/{thread}/runs/wait", json={
             "assistant_id": "support",

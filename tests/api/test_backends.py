@@ -3,7 +3,6 @@ and a server killed with SIGKILL mid-run that finishes the run after a restart."
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import SUPPORT_REFUND, Server, wait_status
+from tools import sandbox
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,10 +22,11 @@ def backend_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield {"FOREMAN_DATABASE_URL": request.getfixturevalue("pg_url")}
 
 
-def _refunds(data_dir: Path) -> list[tuple[str, float]]:
-    conn = sqlite3.connect(data_dir / "sandbox.db")
+def _refunds(data_dir: Path, env: dict[str, str]) -> list[tuple[str, float]]:
+    """The refunds in the demo sandbox: in Foreman's database when it has one."""
+    conn = sandbox.connect(env.get("FOREMAN_DATABASE_URL") or data_dir / "sandbox.db")
     try:
-        return list(conn.execute("SELECT order_id, amount_usd FROM refunds"))
+        return [tuple(r) for r in conn.execute("SELECT order_id, amount_usd FROM refunds")]
     finally:
         conn.close()
 
@@ -40,7 +41,7 @@ def test_backend_run_approval_resume_flow(tmp_path: Path, backend_env: dict[str,
                 "input": {"messages": [{"role": "user", "content": SUPPORT_REFUND}]}}).json()
             [pending] = paused["__interrupt__"]
             assert c.get(f"/threads/{thread}").json()["status"] == "interrupted"
-            assert _refunds(tmp_path) == []
+            assert _refunds(tmp_path, backend_env) == []
 
             done = c.post(f"/threads/{thread}/runs/wait", json={
                 "assistant_id": "support",
@@ -51,7 +52,7 @@ def test_backend_run_approval_resume_flow(tmp_path: Path, backend_env: dict[str,
         server.stop()
 
     assert "refunded" in done["final_answer"]
-    assert _refunds(tmp_path) == [("O-5002", 189.0)]
+    assert _refunds(tmp_path, backend_env) == [("O-5002", 189.0)]
     assert len(history) == 5
     assert 'foreman_runs{status="success"} 1.0' in metrics
     assert 'foreman_tool_calls_total{tool="issue_refund"} 1.0' in metrics
@@ -85,7 +86,7 @@ def test_backend_sigkill_mid_run_then_restart_finishes_the_run(
 
     assert done["status"] == "success", done
     assert "event: run_resumed" in events
-    assert _refunds(tmp_path) == [("O-5002", 189.0)]  # exactly once across the crash
+    assert _refunds(tmp_path, backend_env) == [("O-5002", 189.0)]  # exactly once across the crash
 
 
 def test_backend_postgres_missing_server_fails_loudly(tmp_path: Path) -> None:

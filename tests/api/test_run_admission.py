@@ -125,7 +125,7 @@ def test_run_admission_enqueue_waits_behind_the_pending_approval_on_every_path(
 
 def test_run_admission_chat_follow_up_to_a_thread_awaiting_approval_is_409(
         admission_server: Server) -> None:
-    with admission_server.client("alice") as alice:
+    with admission_server.fresh_world().client("alice") as alice:
         thread, run_id, approval_id = paused_thread(alice)
         refused = alice.post("/v1/chat/completions", headers={"X-Foreman-Thread-Id": thread},
                              json={"model": "support",

@@ -16,10 +16,12 @@ from app.llm.scripted import ScriptedProvider
 from app.runner import Runner
 from app.services import open_services
 from app.settings import Settings
+from app.thread_keys import thread_key
 from evals.bench.scenario import TASK as BENCH_TASK
 from evals.bench.scenario import TEAM, bench_settings, rounds_behaviour
 from tests.conftest import ROOT
 from tests.fakes import RefundNeedsApproval
+from tools import sandbox
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
@@ -32,14 +34,14 @@ async def test_prune_finished_drops_specialist_checkpoints_and_keeps_the_root_hi
                                        "data_dir": settings.data_dir.parent / "kept"})
     async with open_services(kept) as s:
         await s.runner.start(TASK, "support", thread_id="t-full")
-        full = await thread_size(s.runner.saver, "t-full")
+        full = await thread_size(s.runner.saver, thread_key("default", "t-full"))
     async with open_services(settings) as services:
         result = await services.runner.start(TASK, "support", thread_id="t-prune")
-        size = await thread_size(services.runner.saver, "t-prune")
+        size = await thread_size(services.runner.saver, thread_key("default", "t-prune"))
         history = [h async for h in services.runner.graph("support").aget_state_history(
-            {"configurable": {"thread_id": "t-prune"}})]
+            {"configurable": {"thread_id": thread_key("default", "t-prune")}})]
         snapshot = await services.runner.graph("support").aget_state(
-            {"configurable": {"thread_id": "t-prune"}})
+            {"configurable": {"thread_id": thread_key("default", "t-prune")}})
 
     assert result.status == "success"
     assert full is not None and size is not None
@@ -62,7 +64,7 @@ async def test_prune_checkpoints_off_keeps_the_history(settings: Settings) -> No
     kept = settings.model_copy(update={"prune_checkpoints": False})
     async with open_services(kept) as s:
         await s.runner.start(TASK, "support", thread_id="t-keep")
-        size = await thread_size(s.runner.saver, "t-keep")
+        size = await thread_size(s.runner.saver, thread_key("default", "t-keep"))
 
     assert size is not None and size.checkpoints > 10 and size.bytes > 0
 
@@ -121,7 +123,11 @@ async def test_state_is_whole_and_exactly_once_after_an_approval_resumed_in_a_ne
         events = second.store.events(done.run_id)
 
     assert done.status == "success" and done.stop_reason == "satisfied"
-    assert sandbox_rows("SELECT amount_usd FROM refunds") == [{"amount_usd": 189.0}]
+    box = sandbox.connect(kept.database_url or kept.data_dir / "sandbox.db")
+    try:
+        assert [tuple(r) for r in box.execute("SELECT amount_usd FROM refunds")] == [(189.0,)]
+    finally:
+        box.close()
     finished = [(e["data"]["step_id"], e["data"]["agent"]) for e in events
                 if e["type"] == "agent_finished"]
     results = [(r["step_id"], r["agent"]) for r in final["results"]]
@@ -147,11 +153,11 @@ async def test_pruning_leaves_the_root_state_whole(settings: Settings) -> None:
                                        "teams": {**settings.teams, "support": wide}})
     async with open_services(kept, scripted=ScriptedProvider(behaviour)) as s:
         result = await s.runner.start(TASK, "support", thread_id="t-fan")
-        config = s.runner.config("t-fan", "support")
+        config = s.runner.config(result.thread_id, "support")
         before = [h.values async for h in s.runner.graph("support").aget_state_history(config)]
-        full = await thread_size(s.runner.saver, "t-fan")
-        await prune_finished(s.runner.saver, "t-fan")
-        pruned = await thread_size(s.runner.saver, "t-fan")
+        full = await thread_size(s.runner.saver, thread_key("default", "t-fan"))
+        await prune_finished(s.runner.saver, result.thread_id)
+        pruned = await thread_size(s.runner.saver, thread_key("default", "t-fan"))
     async with open_services(kept, scripted=ScriptedProvider(behaviour)) as s:
         history = [h.values async for h in s.runner.graph("support").aget_state_history(config)]
         after = (await s.runner.graph("support").aget_state(config)).values

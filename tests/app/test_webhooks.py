@@ -18,6 +18,7 @@ from app.services import Services, open_services
 from app.settings import Settings
 from app.webhooks import Webhooks, check_url, deliveries, shown_url
 from tests.fakes import WebhookReceiver as Receiver
+from tools import sandbox
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -83,7 +84,9 @@ async def test_webhooks_signed_retried_for_pause_completion_and_expiry(
         (done,) = {a["body"]["data"]["final_answer"] for a in receiver.of_type("run.completed")}
         assert done and "O-5002" in done
 
-        # An approval nobody decides expires: the expiry is delivered too.
+        # An approval nobody decides expires: the expiry is delivered too (on the seeded
+        # world again: the order is refunded in full by now).
+        sandbox.reset(svc.sandbox)
         second = await svc.runner.start(TASK, "support", tenant="acme", created_by="alice")
         await svc.approvals.sweep(InlineResume(svc.runner), now=time.time() + 10**7)
         await _drain(hooks, 5, receiver)  # interrupted, expired, completed (a refusal)

@@ -29,8 +29,8 @@ def call(name: str, n: int, **args: Any) -> ProviderReply:
         id=f"call_{name}_{n}", name=name, arguments=json.dumps(args))])
 
 
-def report(summary: str, n: int) -> ProviderReply:
-    return call("report", n, status="done", summary=summary)
+def report(summary: str, n: int, **figures: Any) -> ProviderReply:
+    return call("report", n, status="done", summary=summary, figures=figures)
 
 
 def last_tool_source(req: ModelRequest) -> str:
@@ -109,7 +109,7 @@ async def test_grounding_agent_sent_back_looks_up_the_right_record(
         if source == "tool:report":  # the refusal: look up the order itself
             return call("lookup_order", n["calls"], order_id="O-5003")
         if source == "tool:lookup_order":
-            return report("Order O-5003 is in transit.", n["calls"])
+            return report("Order O-5003 is in transit.", n["calls"], order_status="shipped")
         return call("get_ticket", n["calls"], ticket_id="T-9001")
 
     async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
+import selectors
 import signal
 import sqlite3
 import subprocess
@@ -109,9 +109,11 @@ class Forker:
 
     def _line(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError
+        # A selector, not select(): late in a long test session descriptors pass 1024.
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                raise TimeoutError
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("the fork server died")
