@@ -200,7 +200,9 @@ async def _run(settings: Settings, console: Console, task: str | None, team: str
             console.print(f"Routing policy: {settings.routing.policy}")
         try:
             if resume:
-                result = await services.runner.resume(resume, listeners=listeners)
+                # The thread's id as printed (or its key): the local tenant's thread.
+                key = services.store.key_of("default", resume)
+                result = await services.runner.resume(key, listeners=listeners)
             else:
                 assert task is not None
                 result = await services.runner.start(task, team, listeners=listeners,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from app.thread_keys import local_id
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -30,7 +32,8 @@ def load_cli_settings(config: Path | None, **overrides: Any) -> Settings:
 
 def report_result(console: Console, result: RunResult) -> None:
     """How a run ended: waiting for whom, failed, not done, or its final answer."""
-    console.print(f"\nThread {result.thread_id} · run {result.run_id} · {result.status} · "
+    console.print(f"\nThread {local_id(result.thread_id)} · run {result.run_id} · "
+                  f"{result.status} · "
                   f"{result.model_calls} model calls · ${result.cost_usd:.4f}")
     if result.status == "interrupted":
         for p in result.interrupts:
@@ -42,7 +45,7 @@ def report_result(console: Console, result: RunResult) -> None:
                           "JSON (or in the inbox at /inbox)")
     elif result.status == "error" and result.final_answer is None:
         console.print(f"[red]Run failed: {result.error}[/red] (continue with "
-                      f"foreman run --resume {result.thread_id})")
+                      f"foreman run --resume {local_id(result.thread_id)})")
     elif result.status == "error":  # finished, but without doing its task
         console.print(f"[red]Not done ({result.stop_reason}):[/red] {result.error}")
         console.print(result.final_answer, markup=False)
