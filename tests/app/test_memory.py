@@ -71,13 +71,13 @@ async def test_run_records_facts_and_next_run_sees_them_as_data(services: Servic
     assert first.status == "success"
 
     await services.memory.flush()  # written behind the run
-    notes = services.memory.lookup("t-mem", "duplicate charge refund", k=10)
+    notes = services.memory.lookup(first.thread_id, "duplicate charge refund", k=10)
     by_agent = {n.agent: n for n in notes}
     assert by_agent["billing"].trust is Trust.AGENT
     assert by_agent["billing"].source == "agent:billing"
     assert by_agent["billing"].tools[0].startswith("issue_refund@")
     snapshot = await services.runner.graph("support").aget_state(
-        {"configurable": {"thread_id": "t-mem"}})
+        {"configurable": {"thread_id": first.thread_id}})
     facts = snapshot.values["established"]
     assert {f["agent"] for f in facts} == {"researcher", "billing", "communications",
                                           "ticketing"}
@@ -108,7 +108,7 @@ async def test_run_labels_facts_from_documents_untrusted(services: Services) -> 
     assert result.status == "success"
 
     await services.memory.flush()
-    notes = {n.agent: n for n in services.memory.lookup("t-doc", "refund policy", k=10)}
+    notes = {n.agent: n for n in services.memory.lookup(result.thread_id, "refund policy", k=10)}
 
     assert notes["researcher"].trust is Trust.UNTRUSTED
     assert notes["researcher"].tools[0].startswith("search_knowledge@")
@@ -121,7 +121,7 @@ async def test_run_labels_facts_from_customer_tickets_untrusted(services: Servic
     assert result.status == "success"
 
     await services.memory.flush()
-    notes = {n.agent: n for n in services.memory.lookup("t-tickets", "order O-5002", k=10)}
+    notes = {n.agent: n for n in services.memory.lookup(result.thread_id, "order O-5002", k=10)}
 
     # The researcher read the customer's tickets (their own words): never trusted.
     assert any(t.startswith("find_tickets@") for t in notes["researcher"].tools)

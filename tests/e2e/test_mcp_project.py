@@ -19,6 +19,7 @@ import pytest
 
 from app.services import open_services
 from app.settings import load_settings
+from app.thread_keys import thread_key
 from tests.app.tooling.crm import Crm, free_port
 from tests.e2e.mcp_project import ROOT, TASK, make_project
 
@@ -92,7 +93,8 @@ def test_mcp_project_run_pauses_on_cel_rule_and_credits_once_after_approval(
         ("crm.add_credit", "credits-over-100")]
     assert pending[0]["args"]["amount_usd"] == 150.0
     assert crm.credits() == [("CU-1", 150.0, crm.credits()[0][2])]
-    assert crm.credits()[0][2].startswith(thread)  # the ledger's key went in _meta
+    # the ledger's key went in _meta (it names the thread by its key: tenant and id)
+    assert crm.credits()[0][2].startswith(f"{thread_key('default', thread)}:")
     assert "$150 credit" in (state["values"].get("final_answer") or "")
     assert verified["ok"] is True and verified["entries"] > 0  # the chain covers MCP calls
     assert any("crm.add_credit" in str(entry) for entry in audit)  # approval + call audited

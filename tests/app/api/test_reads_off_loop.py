@@ -41,8 +41,8 @@ def test_reads_off_loop_a_stuck_read_does_not_hold_the_loop(
         client: TestClient, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     thread_id = client.post("/threads", json={}).json()["thread_id"]
     store = client.app.state.api.services.store  # type: ignore[attr-defined]
-    tenant = store.get_thread(thread_id).tenant
-    store.create_run("r-off-loop", thread_id, "support", "task", tenant=tenant)
+    (row,) = [t for t in store.search_threads("default", limit=100) if t.id == thread_id]
+    store.create_run("r-off-loop", row.key, "support", "task", tenant=row.tenant)
     url, method = {
         "status": (f"/threads/{thread_id}/runs/r-off-loop", "totals"),
         "thread": (f"/threads/{thread_id}", "get_thread"),
