@@ -318,13 +318,20 @@ def reset(target: Target) -> None:
         conn.close()
 
 
+_ready: set[str] = set()  # targets this process saw seeded: tool calls skip the probe
+
+
 def ensure(target: Target) -> None:
     """Create and seed the sandbox if it is missing; otherwise leave it untouched."""
-    if not sandbox_pg.is_url(target):
+    url = sandbox_pg.is_url(target)
+    if str(target) in _ready and (url or Path(target).exists()):
+        return  # every tool call ensures: one probe per process, not one per call
+    if not url:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
     probe = connect(target)
     try:
         if _has_tables(probe):
+            _ready.add(str(target))
             return
     finally:
         probe.close()
@@ -337,6 +344,7 @@ def ensure(target: Target) -> None:
             _create(conn)
             seed(conn)
         conn.commit()
+        _ready.add(str(target))
     except BaseException:
         conn.rollback()
         raise
