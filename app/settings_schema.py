@@ -148,6 +148,7 @@ class LimitsConfig(BaseModel):
     max_replans: int = Field(default=2, ge=0)
     max_parallel: int = Field(default=4, ge=1, le=16)
     specialist_max_steps: int = Field(default=8, ge=1, le=50)
+    specialist_max_repeats: int = Field(default=2, ge=1, le=10)
     time_limit_s: float = Field(default=600.0, gt=0)
 
 

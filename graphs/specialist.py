@@ -22,6 +22,14 @@ from graphs.approval import ask_approval
 from graphs.errors import ModelCallError
 from graphs.grounding import mentioned
 from graphs.ports import GateAction, GateRequest, ModelRequest, RunContext, ToolInvocation
+from graphs.repeats import (
+    call_fingerprint,
+    prior_failure,
+    repeat_block,
+    repeat_note,
+    with_failure,
+    with_repeat,
+)
 from graphs.report import (
     REPORT_TOOL,
     calls_in_text,
@@ -233,6 +241,10 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                        report.model_dump(exclude={"status", "summary"}), "")
         return Command(goto=END, update={**update, **done})
 
+    def fingerprint_of(state: SpecialistState, call: PendingCall) -> str:
+        spec = agent_of(state).tool(call["name"])  # a tool's wire name is the same tool
+        return call_fingerprint(spec.name if spec else call["name"], call["arguments"])
+
     def refuse(state: SpecialistState, call: PendingCall, error: str, rest: list[PendingCall],
                runtime: Runtime[RunContext], args_hash: str = "",
                malformed: bool = False, kind: str = "") -> Command[str]:
@@ -242,20 +254,54 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         })
         trace = ToolTrace(name=call["name"], args_sha256=args_hash, ok=False,
                           result_sha256=sha256(error), refused=kind)
+        fingerprint = fingerprint_of(state, call)
         update: dict[str, Any] = {
             "queue": rest,
             "messages": new_messages(
                 _tool_message(call["id"], f"tool:{call['name']}", {"error": error})),
             "tools_used": [*state.get("tools_used", []), trace],
+            "failed_calls": with_failure(state, fingerprint, call["id"], error, executed=False),
         }
         if malformed:
             update["arg_errors"] = state.get("arg_errors", 0) + 1
             update["fresh_arg_errors"] = state.get("fresh_arg_errors", 0) + 1
         return Command(goto="gate" if rest else "think", update=update)
 
+    def repeated(state: SpecialistState, call: PendingCall, rest: list[PendingCall],
+                 runtime: Runtime[RunContext]) -> Command[str] | None:
+        """A repeat of a call already refused or failed in this step, answered from the first
+        outcome without running anything; the step ends blocked at the repeat limit."""
+        fingerprint = fingerprint_of(state, call)
+        prior = prior_failure(state, fingerprint)
+        if prior is None or call.get("approved_rule"):  # an approver's edit is never a repeat
+            return None
+        repeats = prior["repeats"] + 1
+        note = repeat_note(prior)
+        blocked = repeats >= limits.specialist_max_repeats
+        runtime.context.events.emit("tool_result", {
+            "agent": state["agent"], "tool": call["name"], "tool_call_id": call["id"],
+            "ok": False, "executed": False, "error": note, "repeat_of": prior["call_id"],
+            "repeats": repeats, "step_blocked": blocked,
+        })
+        trace = ToolTrace(name=call["name"], args_sha256=fingerprint.split(":")[-1], ok=False,
+                          result_sha256=sha256(note), refused="repeated")
+        update: dict[str, Any] = {
+            "queue": rest,
+            "messages": new_messages(
+                _tool_message(call["id"], f"tool:{call['name']}", {"error": note})),
+            "tools_used": [*state.get("tools_used", []), trace],
+            "failed_calls": with_repeat(state, fingerprint),
+        }
+        if blocked:
+            end = step_end(state, "blocked", repeat_block(call["name"], prior, repeats), {}, "")
+            return Command(goto=END, update={**update, **end})
+        return Command(goto="gate" if rest else "think", update=update)
+
     def gate(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
         agent = agent_of(state)
         call, *rest = state["queue"]
+        if (answered := repeated(state, call, rest, runtime)) is not None:
+            return answered
         spec = agent.tool(call["name"])
         if spec is None:
             allowed = ", ".join(t.name for t in agent.tools)
@@ -300,7 +346,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                 return Command(goto="gate", update={"queue": [edited, *rest]})
         return Command(goto="act", update={
             "queue": rest, "cleared": {"id": call["id"], "name": spec.name, "args": args,
-                                       "note": note},
+                                       "note": note, "fingerprint": fingerprint_of(state, call)},
         })
 
     async def act(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
@@ -325,12 +371,16 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
         if state.get("about"):
             trace["about"] = mentioned(state.get("about") or [], cleared["args"],
                                        dict(outcome.data))
-        update = {
+        update: dict[str, Any] = {
             "cleared": None,
             "messages": new_messages(_tool_message(cleared["id"], f"tool:{cleared['name']}",
                                                    dict(outcome.data))),
             "tools_used": [*state.get("tools_used", []), trace],
         }
+        if not outcome.ok and cleared.get("fingerprint"):
+            error = str(outcome.data.get("error") or "the tool reported a failure")
+            update["failed_calls"] = with_failure(state, cleared["fingerprint"], cleared["id"],
+                                                  error, executed=True)
         return Command(goto=_after_call(state), update=update)
 
     graph: StateGraph[SpecialistState, RunContext, Any, Any] = StateGraph(

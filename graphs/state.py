@@ -95,7 +95,8 @@ class ToolTrace(TypedDict):
     args_sha256: str
     ok: bool
     result_sha256: str
-    refused: NotRequired[str]  # why it never ran: denied | rejected | not_allowed | invalid
+    # why it never ran: denied | rejected | not_allowed | invalid | repeated (see repeats.py)
+    refused: NotRequired[str]
     about: NotRequired[list[str]]  # which of the step's ids its arguments or result mention
 
 
@@ -190,6 +191,16 @@ class PendingCall(TypedDict):
     approved_rule: NotRequired[str]
 
 
+class FailedCall(TypedDict):
+    """The first outcome of a tool call that was refused (``executed`` false) or failed, kept
+    so that the same call repeated in the step is answered from it (graphs/repeats.py)."""
+
+    call_id: str
+    reason: str
+    executed: bool
+    repeats: int
+
+
 class SpecialistState(TypedDict, total=False):
     """One specialist's private loop; the manager only ever sees its summary."""
 
@@ -210,6 +221,7 @@ class SpecialistState(TypedDict, total=False):
     arg_errors: int  # malformed tool calls in this step (an escalation signal)
     fresh_arg_errors: int  # ... since the last model call
     nudges: int  # replies sent back for lacking a report or holding a tool call as text
+    failed_calls: dict[str, FailedCall]  # by call fingerprint (tool + arguments)
     summary: str
     ok: bool
     status: str  # done | blocked | needs_input | unclear

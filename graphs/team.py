@@ -31,6 +31,7 @@ class Limits:
     max_replans: int = 2
     max_parallel: int = 4
     specialist_max_steps: int = 8
+    specialist_max_repeats: int = 2  # repeats of a refused call before the step is blocked
     time_limit_s: float = 600.0
     recent_results: int = 6
     summary_chars: int = 600
