@@ -28,10 +28,10 @@ from app.llm.scripted import ScriptedProvider, call_args, report, sources, step_
 from app.llm.scripted_manager import (
     final,
     instruction_for,
+    json_tag,
     ledger,
     next_steps,
     plan,
-    tag,
     verify,
 )
 from app.settings import ModelEntry
@@ -48,14 +48,6 @@ _WRONG = {"researcher": "issue_refund", "billing": "send_email", "communications
 
 def _text(content: str) -> ProviderReply:
     return ProviderReply(content=content)
-
-
-def _json_tag(prompt: str, name: str) -> Any:
-    raw = tag(prompt, name)
-    try:
-        return json.loads(raw) if raw else None
-    except json.JSONDecodeError:
-        return None
 
 
 def _prompt(request: ModelRequest) -> str:
@@ -154,7 +146,7 @@ class Script:
         filled from the figures earlier steps reported."""
         assert self.book is not None
         steps, satisfied = next_steps(prompt, self.book)
-        results = _json_tag(prompt, "step_results") or []
+        results = json_tag(prompt, "step_results") or []
         refused = [r["step_id"] for r in results if not r.get("ok")
                    and "rejected by the approver" in r.get("summary", "")]
         if any(s["step_id"] in refused for s in steps):
@@ -175,7 +167,7 @@ class Script:
                 steps = [{**steps[0], "agent": rule.agent or "accountant"}]
         for rule in self.rules("loop"):
             if n in rule.calls:
-                status = _json_tag(prompt, "plan_status") or []
+                status = json_tag(prompt, "plan_status") or []
                 done = {s["id"] for s in status if s.get("done")}
                 first = next((s for s in self.book.steps if s.id in done), None)
                 if first is not None:

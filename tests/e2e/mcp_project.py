@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.app.tooling.crm import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "Give customer CU-1 a credit of $150 for the late delivery"
@@ -47,3 +54,52 @@ def make_project(folder: Path, crm_url: str, **server: Any) -> Path:
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     (folder / "playbooks" / "crm.yaml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
     return config
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: no Foreman or provider settings of the caller's."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
+    return {**env, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
+
+
+def wait_for(check: Any, what: str, timeout: float = 120) -> Any:
+    """``check()``'s first truthy value, polled until ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A ``foreman serve`` child process and where it listens and logs."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def assert_alive(self) -> None:
+        """Fails with the tail of the server's log once the process has exited."""
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
+
+
+@contextmanager
+def serving(config: Path, cwd: Path) -> Iterator[Served]:
+    """``foreman serve --config config`` on a free loopback port, logging to
+    ``cwd/serve.log``; terminated on exit."""
+    port = free_port()
+    log_path = cwd / "serve.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "serve", "--config",
+             str(config), "--port", str(port)], cwd=cwd, env=clean_env(),
+            stdout=log, stderr=log)
+    try:
+        yield Served(proc, f"http://127.0.0.1:{port}", log_path)
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ import yaml
 from app.services import open_services
 from app.settings import load_settings
 from tests.app.tooling.crm import SERVER, Crm, free_port, until
-from tests.e2e.mcp_project import TASK, make_project
-from tests.e2e.test_mcp_project import clean_env, wait_for
+from tests.e2e.mcp_project import TASK, make_project, serving, wait_for
 
 FAST = {"reconnect_after_s": 0.2, "reconnect_max_s": 0.5, "connect_timeout_s": 10,
         "health_interval_s": 0.3}
@@ -73,36 +70,27 @@ def test_serve_readyz_shows_a_killed_stdio_server_down_then_back(tmp_path: Path)
         "name": "crm", "command": ["python", str(SERVER), "stdio"], **FAST,
         "env": {"CRM_DB": str(tmp_path / "crm.db"), "CRM_PID_FILE": str(pid_file)}}]
     config.write_text(yaml.safe_dump(data, sort_keys=False))
-    port = free_port()
-    with open(tmp_path / "serve.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "serve", "--config",
-             str(config), "--port", str(port)], cwd=tmp_path, env=clean_env(),
-            stdout=log, stderr=log)
     seen: list[str] = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            def crm_status(want: str) -> bool:
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    r = c.get("/readyz")
-                except httpx.HTTPError:
-                    return False
-                if r.status_code != 200:
-                    return False
-                status = str(r.json()["mcp"]["crm"])
-                if not seen or seen[-1] != status:
-                    seen.append(status)
-                return status == want
+    with serving(config, tmp_path) as served, httpx.Client(
+            base_url=served.base_url, timeout=30) as c:
+        def crm_status(want: str) -> bool:
+            served.assert_alive()
+            try:
+                r = c.get("/readyz")
+            except httpx.HTTPError:
+                return False
+            if r.status_code != 200:
+                return False
+            status = str(r.json()["mcp"]["crm"])
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            return status == want
 
-            wait_for(lambda: crm_status("connected"), "crm connected", 120)
-            first = int(pid_file.read_text())
-            os.kill(first, signal.SIGKILL)
-            wait_for(lambda: crm_status("down"), "readyz to show crm down", 30)
-            wait_for(lambda: crm_status("connected"), "crm reconnected", 60)
-            second = int(pid_file.read_text())
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        wait_for(lambda: crm_status("connected"), "crm connected", 120)
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: crm_status("down"), "readyz to show crm down", 30)
+        wait_for(lambda: crm_status("connected"), "crm reconnected", 60)
+        second = int(pid_file.read_text())
     assert seen[-3:] == ["connected", "down", "connected"]
     assert second != first

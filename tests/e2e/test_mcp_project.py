@@ -4,12 +4,10 @@ SIGKILL inside the write, a server that went away. The CRM's own SQLite file is 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,8 @@ import pytest
 from app.services import open_services
 from app.settings import load_settings
 from app.thread_keys import thread_key
-from tests.app.tooling.crm import Crm, free_port
-from tests.e2e.mcp_project import ROOT, TASK, make_project
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FOREMAN_", "OPENAI_", "ANTHROPIC_"))}
-    return {**env, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
+from tests.app.tooling.crm import Crm
+from tests.e2e.mcp_project import ROOT, TASK, clean_env, make_project, serving, wait_for
 
 
 @pytest.fixture
@@ -37,55 +29,35 @@ def crm(tmp_path: Path) -> Iterator[Crm]:
     server.stop()
 
 
-def wait_for(check: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_mcp_project_run_pauses_on_cel_rule_and_credits_once_after_approval(
         crm: Crm, tmp_path: Path) -> None:
     config = make_project(tmp_path / "desk", crm.url)
-    port = free_port()
-    with open(tmp_path / "serve.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "serve", "--config",
-             str(config), "--port", str(port)], cwd=tmp_path, env=clean_env(),
-            stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=60) as c:
-            def ready() -> dict[str, Any] | None:
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    r = c.get("/readyz")
-                except httpx.HTTPError:
-                    return None
-                return dict(r.json()) if r.status_code == 200 else None
+    with serving(config, tmp_path) as served, httpx.Client(
+            base_url=served.base_url, timeout=60) as c:
+        def ready() -> dict[str, Any] | None:
+            served.assert_alive()
+            try:
+                r = c.get("/readyz")
+            except httpx.HTTPError:
+                return None
+            return dict(r.json()) if r.status_code == 200 else None
 
-            readyz = wait_for(ready, "readyz")
-            thread = c.post("/threads", json={}).json()["thread_id"]
-            run = c.post(f"/threads/{thread}/runs/wait", json={
-                "assistant_id": "desk", "input": {"messages": [{"role": "user",
-                                                               "content": TASK}]}})
-            assert run.status_code == 200, run.text
-            pending = c.get("/v1/approvals", params={"status": "pending"}).json()
-            assert crm.credits() == []  # paused before anything was sent
-            decided = c.post(f"/v1/approvals/{pending[0]['id']}/decision",
-                             json={"decision": "approve"})
-            assert decided.status_code == 200, decided.text
-            wait_for(lambda: c.get(f"/threads/{thread}").json()["status"] == "idle",
-                     "the run to finish")
-            state = c.get(f"/threads/{thread}/state").json()
-            audit = c.get("/v1/audit").json()
-            verified = c.get("/v1/audit/verify").json()
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        readyz = wait_for(ready, "readyz")
+        thread = c.post("/threads", json={}).json()["thread_id"]
+        run = c.post(f"/threads/{thread}/runs/wait", json={
+            "assistant_id": "desk", "input": {"messages": [{"role": "user",
+                                                           "content": TASK}]}})
+        assert run.status_code == 200, run.text
+        pending = c.get("/v1/approvals", params={"status": "pending"}).json()
+        assert crm.credits() == []  # paused before anything was sent
+        decided = c.post(f"/v1/approvals/{pending[0]['id']}/decision",
+                         json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        wait_for(lambda: c.get(f"/threads/{thread}").json()["status"] == "idle",
+                 "the run to finish")
+        state = c.get(f"/threads/{thread}/state").json()
+        audit = c.get("/v1/audit").json()
+        verified = c.get("/v1/audit/verify").json()
     banner = (tmp_path / "serve.log").read_text()
     assert "MCP servers: crm" in banner
     assert readyz["mcp"] == {"crm": "connected"}
