@@ -139,7 +139,7 @@ class ApprovalService:
         """A ``command.resume`` value (any accepted spelling, or an id map) as decisions."""
         run = self.store.latest_run(thread_id)
         if run is None:
-            raise NotFound(f"thread {thread_id} has no run to resume")
+            raise NotFound(f"thread {local_id(thread_id)} has no run to resume")
         pending = await self._pending(thread_id)
         prepared = []
         for interrupt_id, value in resume_map(raw, list(pending)).items():

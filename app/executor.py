@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app import crashpoints
 from app.store import Store
+from app.thread_keys import local_id
 from graphs.ports import ToolExecutor, ToolInvocation, ToolOutcome
 from tools.knowledge import KnowledgeSearch
 from tools.registry import ToolRegistry
@@ -55,7 +56,7 @@ class LedgerExecutor(ToolExecutor):
     def _context(self, spec: ToolSpec, invocation: ToolInvocation) -> ToolContext:
         return ToolContext(idempotency_key=invocation.key, tenant=self.tenant,
                            principal=self.principal, run_id=self.run_id,
-                           thread_id=invocation.thread_id,
+                           thread_id=local_id(invocation.thread_id),
                            settings=self.registry.settings_of(spec), secrets=self.secrets,
                            knowledge=self.knowledge)
 

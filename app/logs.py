@@ -8,6 +8,7 @@ import time
 from contextvars import ContextVar
 
 from app.redact import redact_text
+from app.thread_keys import local_id, tenant_of
 
 run_id_var: ContextVar[str | None] = ContextVar("run_id", default=None)
 thread_id_var: ContextVar[str | None] = ContextVar("thread_id", default=None)
@@ -30,8 +31,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact_text(record.getMessage()),
             "run_id": getattr(record, "run_id", None) or run_id_var.get(),
-            "thread_id": getattr(record, "thread_id", None) or thread_id_var.get(),
         }
+        # Records name threads by their internal key; a log shows the tenant's own id, and
+        # the tenant beside it.
+        thread = str(getattr(record, "thread_id", None) or thread_id_var.get() or "")
+        out["thread_id"] = local_id(thread) if thread else None
+        if (tenant := tenant_of(thread)) is not None:
+            out["tenant"] = tenant
         trace_id = trace_id_var.get()
         if trace_id:
             out["trace_id"] = trace_id

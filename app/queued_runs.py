@@ -26,6 +26,7 @@ from app.run_manager import TERMINAL, RunManager
 from app.runner import new_run_id
 from app.services import Services
 from app.store import ACTIVE, RunRow
+from app.thread_keys import local_id
 from app.wakeups import Subscriber
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class QueuedRunManager(RunManager):
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""
         self.switch.admit(run.tenant, new_run=False)
         if self.thread_busy(run.thread_id):
-            raise Conflict(f"thread {run.thread_id} already has an active run")
+            raise Conflict(f"thread {local_id(run.thread_id)} already has an active run")
 
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Mark the run pending and defer its resume with the decisions (one transaction)."""

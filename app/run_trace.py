@@ -36,6 +36,7 @@ from app.events import RunEvents
 from app.logs import trace_id_var
 from app.redact import redact
 from app.telemetry import Tracing
+from app.thread_keys import local_id, tenant_of
 from graphs.approval import approval_id
 from graphs.ports import (
     GateAction,
@@ -109,8 +110,10 @@ class RunTrace:
         span = self.tracer.start_span(f"run {team}", context=parent, kind=SpanKind.INTERNAL,
                                       links=links, attributes={
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": team,
-            "gen_ai.conversation.id": thread_id, "foreman.run_id": self.run_id,
-            "foreman.thread_id": thread_id, "foreman.team": team,
+            # The tenant's own thread id, never the internal key (thread_keys.py).
+            "gen_ai.conversation.id": local_id(thread_id), "foreman.run_id": self.run_id,
+            "foreman.thread_id": local_id(thread_id), "foreman.team": team,
+            **({"foreman.tenant": tenant} if (tenant := tenant_of(thread_id)) else {}),
             "foreman.resumed": bool(earlier)})
         ctx = span.get_span_context()
         with db.tx() as c:

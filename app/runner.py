@@ -192,9 +192,10 @@ class Runner:
         """Continue a run (default: the thread's latest): after a crash, or with a decision."""
         run = self.store.get_run(run_id) if run_id else self.store.latest_run(thread_id)
         if run is None or run.thread_id != thread_id:
-            raise NotFound(f"no run on thread {thread_id!r}")
+            raise NotFound(f"no run on thread {local_id(thread_id)!r}")
         if run.status == "success" or (run.status == "error" and run.stop_reason):
-            raise RunStateError(f"run {run.id} on thread {thread_id} already finished")
+            raise RunStateError(
+                f"run {run.id} on thread {local_id(thread_id)} already finished")
         store = self.claimed(run, claim)
         events = RunEvents(store, run.id, listeners)
         payload: Any

@@ -19,3 +19,9 @@ def thread_key(tenant: str, thread_id: str) -> str:
 def local_id(key: str) -> str:
     """The id the tenant knows a thread by, from its key (either form)."""
     return key.rpartition(SEPARATOR)[2]
+
+
+def tenant_of(key: str) -> str | None:
+    """The tenant a key names, or None for a bare id (a thread from before per-tenant ids)."""
+    tenant, sep, _ = key.rpartition(SEPARATOR)
+    return tenant if sep else None
