@@ -56,8 +56,9 @@ run-demo: setup
 		"Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 
 # A few minutes on 2 cores: prints the table and writes bench-results.json (docs/benchmarks.md).
+# Figure 0 needs the bench group (autogen-agentchat), which cannot share an env with dev.
 bench: setup
-	@$(UV) run --frozen python -m evals.bench $(ARGS)
+	@$(UV) run --frozen --no-default-groups --group bench python -m evals.bench $(ARGS)
 
 # The full verification sweeps (docs/reliability.md); `make test` runs a slice of each.
 verify: setup browser

@@ -48,11 +48,45 @@ class LedgerRow:
     outcome: str
 
 
+DAY_S = 86400
+# Each tenant's settled USD per UTC day, kept with the ledger so a capped reservation reads
+# one row instead of summing the day's calls (app/llm/tenant_spend.py).
+SPEND_SCHEMA = """CREATE TABLE IF NOT EXISTS tenant_day_spend (
+    tenant TEXT NOT NULL,
+    day BIGINT NOT NULL,
+    usd DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant, day)
+)"""
+
+
+def utc_day(at: float) -> int:
+    """Epoch seconds of the UTC midnight before ``at`` (POSIX days are 86,400 s)."""
+    return int(at // DAY_S) * DAY_S
+
+
 class CostLedger:
     """Journal, ledger and cache methods of the store."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _spend_schema(self) -> None:
+        # A database from before the counter gets today's from the ledger (the only day the
+        # cap reads); a counter already there is never overwritten, so starting twice or
+        # beside a writer cannot count a call twice.
+        now = time.time()
+        with self.db.tx() as c:
+            c.run(SPEND_SCHEMA)
+            c.run("INSERT INTO tenant_day_spend (tenant, day, usd)"
+                  " SELECT tenant, ?, SUM(cost_usd) FROM model_calls WHERE created_at >= ?"
+                  " GROUP BY tenant ON CONFLICT DO NOTHING", (utc_day(now), utc_day(now)))
+
+    def day_spend(self, c: Cursor, tenant: str, day: int) -> float:
+        """The tenant's settled USD since ``day`` began (``utc_day``), inside a transaction:
+        the one counter of that day, as the ledger dates its rows after it."""
+        rows = c.run("SELECT COALESCE(SUM(usd), 0) AS usd FROM tenant_day_spend"
+                     " WHERE tenant = ? AND day >= ?", (tenant, day))
+        return float(rows[0]["usd"])
 
     def journal_get(self, run_id: str, call_key: str) -> dict[str, Any] | None:
         """A completed call's stored response, if this call already ran."""
@@ -68,14 +102,22 @@ class CostLedger:
 
     def ledger_in(self, c: Cursor, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
         """``ledger_put`` inside the caller's transaction."""
-        c.run("INSERT INTO model_calls (run_id, call_key, thread_id, tenant, role, agent,"
-              " model, tier, route_reason, prompt_tokens, completion_tokens, cached_tokens,"
-              " cost_usd, latency_ms, outcome, response, created_at)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-              (row.run_id, row.call_key, row.thread_id, row.tenant, row.role, row.agent,
-               row.model, row.tier, row.route_reason, row.prompt_tokens,
-               row.completion_tokens, row.cached_tokens, row.cost_usd, row.latency_ms,
-               row.outcome, json.dumps(response), time.time()))
+        now = time.time()
+        added = c.run(
+            "INSERT INTO model_calls (run_id, call_key, thread_id, tenant, role, agent,"
+            " model, tier, route_reason, prompt_tokens, completion_tokens, cached_tokens,"
+            " cost_usd, latency_ms, outcome, response, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+            " RETURNING call_key",
+            (row.run_id, row.call_key, row.thread_id, row.tenant, row.role, row.agent,
+             row.model, row.tier, row.route_reason, row.prompt_tokens,
+             row.completion_tokens, row.cached_tokens, row.cost_usd, row.latency_ms,
+             row.outcome, json.dumps(response), now))
+        if added:  # a replayed write (first one won) must not count twice
+            c.run("INSERT INTO tenant_day_spend (tenant, day, usd) VALUES (?, ?, ?)"
+                  " ON CONFLICT (tenant, day) DO UPDATE"
+                  " SET usd = tenant_day_spend.usd + excluded.usd",
+                  (row.tenant, utc_day(now), row.cost_usd))
 
     def ledger(self, run_id: str) -> list[dict[str, Any]]:
         """The run's cost-ledger rows in the order they were written (without responses)."""

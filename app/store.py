@@ -157,6 +157,7 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
             self._approval_schema()
             self._audit_schema()
             self._switch_schema()
+            self._spend_schema()
 
     def close(self) -> None:
         """Close the database."""

@@ -1,9 +1,11 @@
 """Each tenant's USD per UTC day, held in the database so one cap holds across processes.
 
-The settled part is the cost ledger (``model_calls``); calls in flight hold rows in
-``spend_holds``. A reservation is one transaction under a per-tenant lock (an advisory
-lock on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serializes writers): it sums the tenant's
-ledger since midnight and its live holds, and inserts its own hold only if the total stays
+The settled part is the tenant's counter for the day (``tenant_day_spend``, added to in
+the transaction that writes each cost-ledger row, so it always equals that day's ledger
+sum); calls in flight hold rows in ``spend_holds``. A reservation is one transaction under
+a per-tenant lock (an advisory lock on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serializes
+writers): it reads the counter (one row, however many calls the day had) and sums the
+tenant's live holds, and inserts its own hold only if the total stays
 within the cap, so two processes (or two stores on one database) cannot both take the last
 headroom. Settling deletes the hold once the call's ledger row is written (between the two
 the call counts twice, which errs towards stopping early, never past the cap). A hold
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from app.cost_ledger import utc_day
 from app.store import Store
 from graphs.errors import BudgetExhausted
 
@@ -97,9 +100,7 @@ class TenantSpend:
             if db.dialect == "postgres":
                 c.run("SELECT pg_advisory_xact_lock(?, hashtext(?))", (SPEND_LOCK, tenant))
             c.run("DELETE FROM spend_holds WHERE tenant = ? AND expires_at <= ?", (tenant, now))
-            row = c.run("SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM model_calls"
-                        " WHERE tenant = ? AND created_at >= ?", (tenant, day_start(now)))
-            settled = float(row[0]["usd"])
+            settled = self.store.day_spend(c, tenant, utc_day(now))
             row = c.run("SELECT COALESCE(SUM(usd), 0) AS usd FROM spend_holds"
                         " WHERE tenant = ?", (tenant,))
             if settled + float(row[0]["usd"]) + usd > self.limit_usd + 1e-12:

@@ -13,7 +13,7 @@ from pathlib import Path
 from evals.bench.report import show, write
 from evals.bench.stats import Row
 
-FIGURES = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
+FIGURES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
 
 
 def _args() -> argparse.Namespace:
@@ -27,6 +27,10 @@ def _args() -> argparse.Namespace:
 
 async def _run(only: set[str], config: Path | None, workdir: Path, reps: int) -> list[Row]:
     rows: list[Row] = []
+    if "0" in only:
+        from evals.bench.magentic import magentic_figures
+
+        rows += await magentic_figures(config, workdir, reps)
     if only & {"1", "2", "5"}:
         from evals.bench.loop import loop_figures
 
