@@ -35,7 +35,7 @@ from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, Statu
 from app.events import RunEvents
 from app.logs import trace_id_var
 from app.redact import redact
-from app.telemetry import Tracing
+from app.telemetry import Tracing, active
 from app.thread_keys import local_id, tenant_of
 from graphs.approval import approval_id
 from graphs.ports import (
@@ -56,7 +56,6 @@ from tools.spec import args_sha256
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ROUND = re.compile(r"^r(\d+)/")
-_open: dict[str, RunTrace] = {}  # run id → its segment still open in this process
 _SCHEMA_DONE: weakref.WeakSet[Any] = weakref.WeakSet()  # databases that have run_traces
 TRACES_SCHEMA = """CREATE TABLE IF NOT EXISTS run_traces (
     run_id TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL,
@@ -78,11 +77,11 @@ class RunTrace:
         self.calls: dict[str, Span] = {}
         self.gated: dict[tuple[str, str], GateDecision] = {}
         self.finished = False
-        earlier = _open.pop(run_id, None)
+        earlier = tracing.segments.pop(run_id, None)
         if earlier is not None:  # e.g. a pause recorded without a new approval
             earlier.finish("superseded")
         self.span = self._open_run(thread_id, team)
-        _open[run_id] = self
+        tracing.segments[run_id] = self
         trace_id_var.set(f"{self.span.get_span_context().trace_id:032x}")
 
     def bind(self, context: RunContext) -> RunContext:
@@ -127,8 +126,8 @@ class RunTrace:
         if self.finished:
             return
         self.finished = True
-        if _open.get(self.run_id) is self:
-            del _open[self.run_id]
+        if self.tracing.segments.get(self.run_id) is self:
+            del self.tracing.segments[self.run_id]
         for span in [*self.steps.values(), *self.rounds.values()]:
             span.end()
         self.steps.clear()
@@ -351,10 +350,13 @@ async def _in_span(run: RunTrace, span: Span, work: Awaitable[T]) -> T:
         raise
 
 
-def finish_open() -> None:
-    """End the segments still open (at shutdown: their runs resume in a new segment)."""
-    for segment in list(_open.values()):
-        segment.finish("stopped")
+def traced(context: RunContext, run_id: str, thread_id: str, team: str,
+           events: RunEvents) -> RunContext:
+    """The run's context with its ports traced (unchanged when tracing is off)."""
+    tracing = active()
+    if tracing is None:
+        return context
+    return RunTrace(tracing, run_id, thread_id, team, events).bind(context)
 
 
 def _scalars(values: Mapping[str, Any]) -> dict[str, Any]:

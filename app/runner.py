@@ -29,10 +29,10 @@ from app.fencing import FencedStore
 from app.knowledge.runtime import KnowledgeRuntime, LazyKnowledge, TenantMemory
 from app.llm.journal import Journal
 from app.llm.router import Router
+from app.run_trace import traced
 from app.settings import Settings
 from app.store import RunRow, Store
 from app.teams import team_spec
-from app.telemetry import traced
 from app.thread_keys import local_id
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import GateDecision, GateRequest, PolicyGate, RunContext

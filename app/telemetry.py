@@ -2,12 +2,13 @@
 
 On when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set or
 ``telemetry.enabled`` is true; the standard ``OTEL_*`` variables configure the OTLP/HTTP
-exporter. Off, :func:`traced` hands the run context back untouched and costs nothing.
+exporter. Off, ``run_trace.traced`` hands the run context back untouched and costs nothing.
 
-One trace per run (see :mod:`app.run_trace` for the span tree). A W3C ``traceparent`` on an
-HTTP request continues the caller's trace: :class:`TraceContext` puts it in the request's
-context, and the run's task inherits it. While a model or tool call runs its span is the
-current one, so instrumented ``httpx`` clients (providers, HTTP MCP servers) send it on.
+One trace per run; its span tree is built by ``run_trace``, which builds on this module
+(never the other way round). A W3C ``traceparent`` on an HTTP request continues the
+caller's trace: :class:`TraceContext` puts it in the request's context, and the run's task
+inherits it. While a model or tool call runs its span is the current one, so instrumented
+``httpx`` clients (providers, HTTP MCP servers) send it on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -24,13 +26,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.events import RunEvents
 from app.logs import trace_id_var
 from app.settings import Settings
-from graphs.ports import RunContext
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "foreman"
+
+
+class Segment(Protocol):
+    """A run's trace segment still open in this process."""
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """End the segment's open spans with the run's status."""
 
 
 @dataclass
@@ -41,6 +48,8 @@ class Tracing:
     capture_content: bool = False
     providers: Mapping[str, str] | None = None  # catalog model name → gen_ai.provider.name
     owned: bool = False  # built by :func:`configure` (so shut down by it)
+    # run id → its segment still open; kept here so shutdown can end them.
+    segments: dict[str, Segment] = field(default_factory=dict)
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -115,22 +124,11 @@ def configure(settings: Settings) -> Tracing | None:
 def shutdown() -> None:
     """Flush and stop what :func:`configure` started."""
     if _active is not None and _active.owned:
-        from app.run_trace import finish_open
-
-        finish_open()
+        # Runs still going resume in a new segment, linked to this one.
+        for segment in list(_active.segments.values()):
+            segment.finish("stopped")
         _active.provider.shutdown()
         uninstall()
-
-
-def traced(context: RunContext, run_id: str, thread_id: str, team: str,
-           events: RunEvents) -> RunContext:
-    """The run's context with its ports traced (unchanged when tracing is off)."""
-    tracing = _active
-    if tracing is None:
-        return context
-    from app.run_trace import RunTrace
-
-    return RunTrace(tracing, run_id, thread_id, team, events).bind(context)
 
 
 class TraceContext:

@@ -160,7 +160,7 @@ async def test_telemetry_model_call_span_travels_on_the_providers_http(
 
     from app.events import RunEvents, SystemClock
     from app.executor import LedgerExecutor
-    from app.telemetry import traced
+    from app.run_trace import traced
     from graphs.ports import ModelRequest, ModelResponse, RunContext, Usage
     from tests.fakes import WebhookReceiver
 
