@@ -183,14 +183,14 @@ def probe(owner: httpx.Client, peer: httpx.Client, schema: dict[str, Any], mine:
         # The peer may make its own thread of that id, as of any id: a refusal would tell
         # it the name is taken. What it gets must be its own, empty thread.
         made = peer.post("/threads", json={"thread_id": thread})
-        fresh = peer.post("/threads", json={"thread_id": unused_like(thread)})
+        other = peer.post("/threads", json={"thread_id": unused_like(thread)})
         runs = peer.get(f"/threads/{thread}/runs")
         out.requests += 3
-        if (made.status_code, fresh.status_code, runs.status_code) != (200, 200, 200) or (
+        if (made.status_code, other.status_code, runs.status_code) != (200, 200, 200) or (
                 runs.json()):
             out.failures.append(f"POST /threads {{thread_id: {thread}}} as the other tenant: "
                                 f"{made.status_code} {made.text[:200]!r} (an unused id: "
-                                f"{fresh.status_code}), then its runs: {runs.text[:200]!r}")
+                                f"{other.status_code}), then its runs: {runs.text[:200]!r}")
     after = state(owner, mine)
     out.requests += 2 * (len(mine.threads) + len(mine.approvals))
     moved = changed(before, after)
