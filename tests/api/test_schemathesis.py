@@ -28,7 +28,7 @@ from tests.verify.tenant_probes import Probes, leaks_in_har, owned, probe
 
 # `make test` runs a slice (well under a minute); `make verify` (FOREMAN_VERIFY_SCALE=full)
 # sends more than 10,000 requests. Examples are per operation and per tenant.
-MAX_EXAMPLES = scale(fast=2, full=100)
+MAX_EXAMPLES = scale(fast=2, full=110)
 TIME_LIMIT_S = scale(fast=120, full=900)
 MIN_REQUESTS = scale(fast=300, full=10_000)
 PROBES_PER_OPERATION = scale(fast=2, full=20)
