@@ -1,8 +1,8 @@
 """Schemathesis over /openapi.json against a real server with API keys in two tenants.
 
 Each tenant's admin key fuzzes the whole API (examples, coverage, fuzzing and stateful
-sequences over the links schemathesis infers from the schema): no 5xx, and every response
-matches the documented schema. Then each tenant probes the other's threads, runs and
+sequences over the links the schema declares and those schemathesis infers): no 5xx, and
+every response matches the documented schema. Then each tenant probes the other's threads, runs and
 approvals (tests/verify/tenant_probes.py): the answer must be that of an unused id, the
 listings must not name them, and nothing of the owner's may change. Requests are counted
 from the HAR log schemathesis writes of what it actually sent, plus the probes.
@@ -126,15 +126,15 @@ def test_schemathesis_two_tenants(tmp_path: Path, capsys: pytest.CaptureFixture[
               f"({', '.join(f'{r.tenant}: {r.requests}' for r in runs)}, cross-tenant probes: "
               f"{sum(p.requests for p in probes)}); {server_errors} server errors, {broken} "
               f"operations off the schema, {len(isolation)} isolation failures; stateful: "
-              f"{scenarios} scenarios, {covered}/{selected} inferred links followed")
+              f"{scenarios} scenarios, {covered}/{selected} links followed")
     # Too few requests sent fails the part in the table too, not only the assertion below.
     short = int(requests <= MIN_REQUESTS)
     record("schemathesis, two tenants", requests,
            server_errors + broken + len(isolation) + short,
            "no input produces a 5xx and every response matches the documented schema "
            "(examples, coverage, fuzzing and stateful sequences: "
-           f"{scenarios} scenarios over {covered} of {selected} links inferred from the "
-           "schema), fuzzed with the keys of two tenants; each tenant's threads, runs and "
+           f"{scenarios} scenarios over {covered} of the schema's {selected} links, declared "
+           "and inferred), fuzzed with the keys of two tenants; each tenant's threads, runs and "
            "approvals used by the other answer as an unused id, are in none of its listings "
            "or fuzzed responses, and stay unchanged", wall_s=wall)
     for r in runs:
