@@ -150,9 +150,10 @@ def _send(c: httpx.Client, method: str, path: str, values: dict[str, str]) -> ht
 
 
 def _normal(r: httpx.Response, values: dict[str, str]) -> tuple[int, str]:
+    # Whole ids only: a client may name a thread "l", which "detail" holds too.
     text = r.text
     for name, value in values.items():
-        text = text.replace(value, "{" + name + "}")
+        text = re.sub(rf"(?<![\w-]){re.escape(value)}(?![\w-])", "{" + name + "}", text)
     return r.status_code, text
 
 
