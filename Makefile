@@ -60,13 +60,15 @@ run-demo: setup
 bench: setup
 	@$(UV) run --frozen --no-default-groups --group bench python -m evals.bench $(ARGS)
 
-# The full verification sweeps (docs/reliability.md); `make test` runs a slice of each.
+# The full verification sweeps (docs/reliability.md), ~30 min on 2 cores; `make test` runs a
+# slice of each. VERIFY_MERGE="other.jsonl" merges results of a part run on its own.
+VERIFY_MERGE ?=
 verify: setup browser
 	@rm -f .verify-results.jsonl
 	@FOREMAN_VERIFY_SCALE=full FOREMAN_VERIFY_RESULTS=$(CURDIR)/.verify-results.jsonl \
 		$(UV) run --frozen pytest tests/verify tests/api/test_schemathesis.py -q $(ARGS); \
 		rc=$$?; $(UV) run --frozen python -m tests.verify.report .verify-results.jsonl \
-		docs/reliability.md || rc=1; exit $$rc
+		$(VERIFY_MERGE) docs/reliability.md || rc=1; exit $$rc
 
 clean:
 	rm -rf .foreman .venv eval-report

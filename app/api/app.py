@@ -22,6 +22,7 @@ from app.api import (
     events,
     health,
     inbox,
+    links,
     metrics,
     runs,
     threads,
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None,
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "
                               "threads and runs, typed run events.")
     errors.install(app)
+    links.declare(app)
 
     app.add_middleware(Timing)
     app.add_middleware(BodyGuard, max_bytes=settings.server.max_body_bytes)
