@@ -110,7 +110,7 @@ class Forker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env, cwd=ROOT)
 
-    def _line(self, timeout: float) -> dict[str, Any]:
+    def _line(self, timeout: float | None) -> dict[str, Any]:
         assert self.proc.stdout is not None
         # A selector, not select(): late in a long test session descriptors pass 1024.
         with selectors.DefaultSelector() as sel:
@@ -123,21 +123,31 @@ class Forker:
         out: dict[str, Any] = json.loads(line)
         return out
 
-    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
-        """The child's exit code (``-9`` when killed); a child over time is killed (``-9``
-        is then reported as a timeout by the caller through the log)."""
+    def start(self, role: str, argv: list[str], env: dict[str, str], cwd: Path,
+              log: Path) -> int:
+        """Fork one child of ``role`` (``driver``, ``worker``, ``api``); its pid. One child
+        at a time: :meth:`finish` before the next."""
         assert self.proc.stdin is not None
-        request = {"argv": [str(world.config), world.task.id, world.thread], "env": env,
-                   "cwd": str(world.home), "log": str(log)}
+        request = {"role": role, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        pid = int(self._line(60)["pid"])
+        return int(self._line(60)["pid"])
+
+    def finish(self, pid: int, timeout: float | None) -> int:
+        """The child's exit code (``-9`` when killed); one over ``timeout`` is killed and
+        reported as :data:`TIMED_OUT`."""
         try:
             return int(self._line(timeout)["rc"])
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
             self._line(60)
             return TIMED_OUT
+
+    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
+        """One driver process of ``world`` to its end: its exit code."""
+        pid = self.start("driver", [str(world.config), world.task.id, world.thread], env,
+                         world.home, log)
+        return self.finish(pid, timeout)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
