@@ -33,6 +33,9 @@ TIMED_OUT = -1000
 # key apart from this): a resumed call's prompt says what was replayed or settled before the
 # crash, a few tokens more on runs of a handful of calls; one more call would cost 10% or more.
 COST_SLACK = 0.05
+# The fork server's first answer waits for its imports: tens of seconds of a loaded machine
+# when several start together and no bytecode cache is written.
+STARTUP_S = 600.0
 RESTARTS = 1  # a restart is never armed, so one must finish the run; more would hide a stuck one
 
 
@@ -131,7 +134,7 @@ class Forker:
         request = {"role": role, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        return int(self._line(60)["pid"])
+        return int(self._line(STARTUP_S)["pid"])
 
     def finish(self, pid: int, timeout: float | None) -> int:
         """The child's exit code (``-9`` when killed); one over ``timeout`` is killed and
