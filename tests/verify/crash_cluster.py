@@ -237,7 +237,7 @@ class Cluster:
         self._mark = mark
         try:
             self._spawn("api")
-            self._api_ready(deadline)
+            self._api_ready(min(deadline, time.monotonic() + READY_S))
             mark("api ready")
             self._spawn("worker")
             with self._db() as db:
