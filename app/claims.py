@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from app import crashpoints
 from app.db import Cursor, Database
 from app.errors import ForemanError
 
@@ -77,6 +78,7 @@ class RunClaims:
             got = c.run("UPDATE runs SET epoch = epoch + 1, owner = ?, heartbeat_at = ?,"
                         " status = 'running', updated_at = ? WHERE id = ? RETURNING epoch",
                         (owner, now, now, run_id))
+        crashpoints.hit("run.claim")
         return Claim(run_id, int(got[0]["epoch"]), owner)
 
     def heartbeat(self, claim: Claim) -> Beat:

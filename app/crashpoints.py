@@ -32,6 +32,7 @@ SITES = (
     "approval.settle",  # an approval decided or expired, with its event
     "audit.append",  # an audit entry written, its transaction not yet committed
     "run.status",  # the run row's status / answer updated
+    "run.claim",  # a run claimed by its executor (a new epoch), nothing of it executed yet
     "mcp.call",  # an MCP tool call about to be sent
     "mcp.answered",  # an MCP server answered a call, nothing recorded yet
 )

@@ -6,7 +6,8 @@ first process records and starts the task; any later one (after a kill) is a res
 expiry sweep and ``RunManager.recover`` exactly as the server's lifespan runs them, then the
 same loop. Pending approvals are decided through the approvals service by an approver of the
 rule's group, as ``POST /v1/approvals/{id}/decision`` would. Every provider call's key is
-appended to ``calls.log`` in the data dir (the truth about what was paid for).
+appended to ``calls.log`` in the data dir, or to ``FOREMAN_SWEEP_CALLS`` (the truth
+about what was paid for).
 
 Exit codes: 0 the run ended (any terminal status), 4 it is stuck (interrupted with nothing
 left to decide, or still active after the loop), 5 no progress within the bound.
@@ -46,10 +47,16 @@ class LoggedProvider(ScriptedProvider):
         return await super().complete(model, request)  # type: ignore[arg-type]
 
 
+def calls_log(data_dir: Path) -> Path:
+    """Where provider calls are logged: the data dir's ``calls.log``, or the file
+    ``FOREMAN_SWEEP_CALLS`` names (one file for every process of a distributed world)."""
+    return Path(os.environ.get("FOREMAN_SWEEP_CALLS") or data_dir / "calls.log")
+
+
 async def drive(config: str, task_id: str, thread: str) -> int:
     task = TASKS[task_id]
     settings = load_settings(config)
-    provider = LoggedProvider(settings.data_dir / "calls.log", 0.0)
+    provider = LoggedProvider(calls_log(settings.data_dir), 0.0)
     async with open_services(settings, scripted=provider) as services:
         manager = RunManager(services, EventBroker())
         await manager.open()

@@ -2,11 +2,12 @@
 process, so each of the sweep's hundreds of processes starts in milliseconds instead of
 paying the imports again on a loaded machine.
 
-Reads one JSON request a line on stdin (``{"argv": [CONFIG, TASK_ID], "env": {...},
+Reads one JSON request a line on stdin (``{"role": ROLE, "argv": [...], "env": {...},
 "cwd": DIR, "log": FILE}``), forks, answers ``{"pid": N}``, then ``{"rc": N}`` when the
 child is gone (``-9`` when it was killed). The child replaces its environment with the
-request's, re-reads the crash plan, and runs the driver; the parent holds no threads, so
-forking is safe.
+request's, re-reads the crash plan, and runs its role: ``driver`` (the embedded sweep's
+driver, the default), ``worker`` or ``api`` (a distributed-mode process, see
+``crash_node``). The parent holds no threads, so forking is safe.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import threading
 
 from app import crashpoints
-from tests.verify import crash_driver
+from tests.verify import crash_driver, crash_node
 
 
 def child(request: dict[str, object]) -> None:
@@ -35,10 +36,12 @@ def child(request: dict[str, object]) -> None:
     crashpoints.rearm()
     argv = request["argv"]
     assert isinstance(argv, list)
-    sys.argv = ["crash_driver", *map(str, argv)]
+    role = str(request.get("role", "driver"))
+    sys.argv = [role, *map(str, argv)]
     code = 1
     try:
-        crash_driver.main()
+        {"driver": crash_driver.main, "worker": crash_node.worker_main,
+         "api": crash_node.api_main}[role]()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # any escape is a failed process, reported with its trace
@@ -52,12 +55,19 @@ def child(request: dict[str, object]) -> None:
 
 def warm() -> None:
     """Pay once what every child would pay again: the vector store's imports (a child
-    opens its store in a thread) and the policy language's grammar (built on first use)."""
+    opens its store in a thread), the policy language's grammar (built on first use) and
+    the tokenizer the scripted models count with (litellm and its encodings: imported on
+    a run's first model call, seconds of a child's life otherwise)."""
     import chromadb
     from celpy.celparser import CELParser
 
+    from app.llm.tokens import completion_tokens, prompt_tokens
+
     CELParser()
     del chromadb
+    crash_node.warm()
+    prompt_tokens("scripted/small", [{"role": "user", "content": "warm"}])
+    completion_tokens("scripted/small", "warm")
     assert threading.active_count() == 1, "a thread before fork: children would inherit locks"
 
 

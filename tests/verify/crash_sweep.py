@@ -33,6 +33,9 @@ TIMED_OUT = -1000
 # key apart from this): a resumed call's prompt says what was replayed or settled before the
 # crash, a few tokens more on runs of a handful of calls; one more call would cost 10% or more.
 COST_SLACK = 0.05
+# The fork server's first answer waits for its imports: tens of seconds of a loaded machine
+# when several start together and no bytecode cache is written.
+STARTUP_S = 600.0
 RESTARTS = 1  # a restart is never armed, so one must finish the run; more would hide a stuck one
 
 
@@ -110,7 +113,7 @@ class Forker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env, cwd=ROOT)
 
-    def _line(self, timeout: float) -> dict[str, Any]:
+    def _line(self, timeout: float | None) -> dict[str, Any]:
         assert self.proc.stdout is not None
         # A selector, not select(): late in a long test session descriptors pass 1024.
         with selectors.DefaultSelector() as sel:
@@ -123,21 +126,31 @@ class Forker:
         out: dict[str, Any] = json.loads(line)
         return out
 
-    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
-        """The child's exit code (``-9`` when killed); a child over time is killed (``-9``
-        is then reported as a timeout by the caller through the log)."""
+    def start(self, role: str, argv: list[str], env: dict[str, str], cwd: Path,
+              log: Path) -> int:
+        """Fork one child of ``role`` (``driver``, ``worker``, ``api``); its pid. One child
+        at a time: :meth:`finish` before the next."""
         assert self.proc.stdin is not None
-        request = {"argv": [str(world.config), world.task.id, world.thread], "env": env,
-                   "cwd": str(world.home), "log": str(log)}
+        request = {"role": role, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        pid = int(self._line(60)["pid"])
+        return int(self._line(STARTUP_S)["pid"])
+
+    def finish(self, pid: int, timeout: float | None) -> int:
+        """The child's exit code (``-9`` when killed); one over ``timeout`` is killed and
+        reported as :data:`TIMED_OUT`."""
         try:
             return int(self._line(timeout)["rc"])
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
             self._line(60)
             return TIMED_OUT
+
+    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
+        """One driver process of ``world`` to its end: its exit code."""
+        pid = self.start("driver", [str(world.config), world.task.id, world.thread], env,
+                         world.home, log)
+        return self.finish(pid, timeout)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
