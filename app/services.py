@@ -8,12 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app import telemetry
-from app.approvals import ApprovalService
-from app.checkpoint import open_saver
-from app.db import open_database
+from app.config.settings import Settings
 from app.errors import ConfigError
-from app.killswitch import KillSwitch, KillSwitchGate, SwitchState
+from app.governance.approvals import ApprovalService
+from app.governance.killswitch import KillSwitch, KillSwitchGate, SwitchState
+from app.governance.policy.gate import PolicyEngine
 from app.knowledge.embed import Embedder, make_embedder
 from app.knowledge.runtime import KnowledgeRuntime
 from app.llm.litellm_provider import LiteLLMProvider
@@ -21,18 +20,19 @@ from app.llm.playbook import PlaybookError, use_playbooks
 from app.llm.provider import Provider
 from app.llm.router import Router, is_offline
 from app.llm.scripted import ScriptedProvider
-from app.policy.gate import PolicyEngine
-from app.runner import Runner
-from app.settings import Settings
-from app.store import Store
+from app.observability import telemetry
+from app.runs.runner import Runner
+from app.storage.checkpoint import open_saver
+from app.storage.db import open_database
+from app.storage.store import Store
 from app.tooling.mcp_client import McpConnection
 from app.tooling.toolbox import Toolbox, open_toolbox
 from graphs.ports import PolicyGate
 from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from app.knowledge.memory import ChromaMemory
     from app.knowledge.store import KnowledgeStore
-    from app.memory import ChromaMemory
 
 
 @dataclass(frozen=True)

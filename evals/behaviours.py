@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.config.settings import ModelEntry
 from app.llm.playbook import Playbook, Step, match_step
 from app.llm.provider import ProviderReply
 from app.llm.references import has_references
@@ -34,7 +35,6 @@ from app.llm.scripted_manager import (
     plan,
     verify,
 )
-from app.settings import ModelEntry
 from evals.scenario import Rule, Scenario
 from graphs.ports import ModelRequest, ToolCall
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.settings import PolicyName
+from app.config.settings import PolicyName
 from evals.gate import CI, FULL, Selection, baseline_of, gate, load_baseline, notes, write_baseline
 from evals.report import INJECTION_LABEL, headline, knowledge_line, meta_for, summarise
 from evals.report import write_reports as write_all

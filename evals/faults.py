@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
+from app.config.settings import FallbackConfig, ModelEntry, Settings
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.llm.tokens import completion_tokens, prompt_tokens
-from app.settings import FallbackConfig, ModelEntry, Settings
 from evals.behaviours import EvalProvider, Script
 from evals.metrics import FREE_TEXT
 from evals.scenario import Fault
@@ -247,7 +247,7 @@ class _Raising:
 @contextmanager
 def raising_tools(faults: list[Fault]) -> Iterator[dict[str, _Raising]]:
     """Make the named tools raise (as a broken integration would) while the block runs."""
-    import app.executor as executor
+    import app.runs.executor as executor
 
     wanted = {f.tool: f.times for f in faults if f.kind == "tool_exception" and f.tool}
     if not wanted:

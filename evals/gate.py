@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.settings import PolicyName
+from app.config.settings import PolicyName
 from evals.scenario import Scenario, load_suite
 
 HERE = Path(__file__).parent

@@ -20,8 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from app.config.settings import Settings
 from app.llm.router import is_offline
-from app.settings import Settings
 from evals.faults import raising_tools
 from evals.metrics import score
 from evals.report import git_sha

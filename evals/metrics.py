@@ -13,7 +13,7 @@ from math import comb
 from statistics import mean
 from typing import Any
 
-from app.approvals import EXPIRY_ACTOR
+from app.governance.approvals import EXPIRY_ACTOR
 from evals.scenario import Call, Scenario
 from evals.world import Snapshot, check, consistency, diff, shape
 

@@ -6,11 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.config.settings import KnowledgeConfig
 from app.knowledge.embed import make_embedder
 from app.knowledge.evaluate import evaluate, load_labelled
 from app.knowledge.ingest import ingest_bundled
 from app.knowledge.store import KnowledgeStore, open_chroma
-from app.settings import KnowledgeConfig
 
 
 def retrieval_scores(config: KnowledgeConfig | None = None) -> dict[str, Any]:

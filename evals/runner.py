@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import respx
 
-from app.approvals import ApprovalService, InlineResume
-from app.runner import Interrupt, RunResult
-from app.settings import PolicyName, Settings, load_settings
+from app.config.settings import PolicyName, Settings, load_settings
+from app.governance.approvals import ApprovalService, InlineResume
+from app.runs.runner import Interrupt, RunResult
 from evals.behaviours import Script
 from evals.faults import (
     API_BASE,

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import yaml
 
+from app.config.settings import Settings, load_settings
+from app.governance.policy.rules import PolicyConfig
 from app.knowledge.embed import E5Embedder
-from app.policy.rules import PolicyConfig
 from app.services import Services, open_services
-from app.settings import Settings, load_settings
 from tests.fake_provider.process import FakeProvider, fake_provider
 from tests.fakes import HashingEmbedder, MemoEmbedder
 from tools import sandbox

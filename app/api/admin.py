@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from app.api.auth import Admin, Operator, Principal
 from app.api.deps import Api, ApiDep
 from app.errors import InvalidRequest
-from app.killswitch import PLATFORM, SwitchState
+from app.governance.killswitch import PLATFORM, SwitchState
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger(__name__)

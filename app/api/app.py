@@ -30,15 +30,15 @@ from app.api import (
 from app.api.auth import KeyRing
 from app.api.deps import Api
 from app.api.hygiene import BodyGuard
-from app.broker import EventBroker
-from app.metrics import Metrics
-from app.queued_runs import QueuedRunManager
-from app.run_manager import RunManager
+from app.config.settings import Settings
+from app.observability.metrics import Metrics
+from app.observability.telemetry import TraceContext
+from app.observability.webhooks import Webhooks, check_secrets
+from app.runs.broker import EventBroker
+from app.runs.queued_runs import QueuedRunManager
+from app.runs.run_manager import RunManager
 from app.services import open_services
-from app.settings import Settings
-from app.telemetry import TraceContext
 from app.tooling.mcp_client import McpConnection
-from app.webhooks import Webhooks, check_secrets
 from graphs.ports import PolicyGate
 
 log = logging.getLogger(__name__)

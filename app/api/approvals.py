@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.api.auth import Approver, Principal
 from app.api.deps import ApiDep
-from app.store import ApprovalRow
+from app.storage.store import ApprovalRow
 
 router = APIRouter(tags=["approvals"])
 ApprovalId = Annotated[str, Path(max_length=128)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from app.api.auth import Approver, Operator
 from app.api.deps import Api, ApiDep
 from app.errors import NotFound
-from app.killswitch import PLATFORM
+from app.governance.killswitch import PLATFORM
 
 router = APIRouter(tags=["audit"])
 Limit = Annotated[int, Query(ge=1, le=10_000)]

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.api.jwt_auth import JwtVerifier, claim, looks_like_jwt, string_list
-from app.auth_config import GROUP_PATTERN
+from app.config.auth_config import GROUP_PATTERN
+from app.config.settings import Settings
 from app.errors import ConfigError, Forbidden, Unauthorized
-from app.settings import Settings
 
 ROLES = ("requester", "approver", "admin", "operator")
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

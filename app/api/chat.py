@@ -25,9 +25,9 @@ from app.api.events import follow_tokens, sse
 from app.api.schemas import check_task, text_of
 from app.errors import InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
-from app.runner import new_thread_id
-from app.store import RunRow
-from app.thread_keys import local_id, thread_key
+from app.runs.runner import new_thread_id
+from app.storage.store import RunRow
+from app.storage.thread_keys import local_id, thread_key
 
 router = APIRouter(tags=["chat"])
 THREAD_HEADER = "X-Foreman-Thread-Id"

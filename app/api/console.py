@@ -22,9 +22,9 @@ from app.api.deps import Api, ApiDep, RunId
 from app.api.events import follow, parse_event_id, sse
 from app.api.pages import page
 from app.errors import NotFound
-from app.run_reads import RunReads, console_event
-from app.store import RunRow, Store
-from app.webhooks import deliveries as webhook_log
+from app.observability.webhooks import deliveries as webhook_log
+from app.runs.run_reads import RunReads, console_event
+from app.storage.store import RunRow, Store
 from tools.spec import ToolSpec
 
 router = APIRouter(tags=["console"])

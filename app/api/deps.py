@@ -21,12 +21,12 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Path, Request
 
 from app.api.auth import KeyRing, Principal
-from app.broker import EventBroker
 from app.errors import InvalidRequest, NotFound
-from app.metrics import Metrics
-from app.run_manager import RunManager
+from app.observability.metrics import Metrics
+from app.runs.broker import EventBroker
+from app.runs.run_manager import RunManager
 from app.services import Services
-from app.store import RunRow, ThreadRow
+from app.storage.store import RunRow, ThreadRow
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 _ID = re.compile(ID_PATTERN)

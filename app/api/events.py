@@ -19,7 +19,7 @@ from app.api.auth import PrincipalDep
 from app.api.deps import Api, ApiDep, RunId
 from app.errors import NotFound
 from app.llm.stream import TokenDelta
-from app.store import ACTIVE
+from app.storage.store import ACTIVE
 
 router = APIRouter(tags=["events"])
 POLL_S = 1.0  # also picks up events written by another process (Postgres)

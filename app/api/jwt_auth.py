@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import jwt
 
-from app.auth_config import JwtConfig
+from app.config.auth_config import JwtConfig
 from app.errors import ConfigError, Unauthorized
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from app.api.token_parts import TOKEN_MODES, TokenParts, check_modes
 from app.api.views import run_json, wait_result
 from app.errors import Forbidden, InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
-from app.run_manager import RunManager
-from app.store import ACTIVE, RunRow
-from app.thread_keys import local_id
-from app.webhooks import check_url
+from app.observability.webhooks import check_url
+from app.runs.run_manager import RunManager
+from app.storage.store import ACTIVE, RunRow
+from app.storage.thread_keys import local_id
 
 router = APIRouter(tags=["runs"])
 

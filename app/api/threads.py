@@ -11,8 +11,8 @@ from app.api.deps import Api, ApiDep, ThreadId
 from app.api.schemas import HistoryRequest, ThreadCreate, ThreadSearch
 from app.api.views import snapshot_of, state_json, thread_json
 from app.errors import Conflict
-from app.runner import new_thread_id
-from app.store import ThreadRow
+from app.runs.runner import new_thread_id
+from app.storage.store import ThreadRow
 
 router = APIRouter(tags=["threads"])
 SEARCH_PAGE = 200

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import InvalidRequest
 from app.llm.stream import TokenDelta
-from app.store import RunRow
+from app.storage.store import RunRow
 
 SUPPORTED_MODES = ("values", "updates", "custom", "messages", "messages-tuple")
 TOKEN_MODES = frozenset({"messages", "messages-tuple"})

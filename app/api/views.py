@@ -8,8 +8,8 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from app.api.deps import Api, assistant_uuid
-from app.store import RunRow, ThreadRow
-from app.thread_keys import local_id
+from app.storage.store import RunRow, ThreadRow
+from app.storage.thread_keys import local_id
 
 
 def iso(ts: float | None) -> str | None:

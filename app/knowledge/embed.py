@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.errors import ConfigError
 
 if TYPE_CHECKING:
-    from app.settings import KnowledgeConfig
+    from app.config.settings import KnowledgeConfig
 
 
 class Embedder(Protocol):

@@ -19,10 +19,10 @@ from graphs.ports import Memory, MemoryNote
 from tools.knowledge import KnowledgeSearch, Passage
 
 if TYPE_CHECKING:
+    from app.config.settings import KnowledgeConfig
     from app.knowledge.embed import Embedder
+    from app.knowledge.memory import ChromaMemory
     from app.knowledge.store import KnowledgeStore
-    from app.memory import ChromaMemory
-    from app.settings import KnowledgeConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class KnowledgeRuntime:
     def _open(config: KnowledgeConfig, data_dir: Path,
               embedder: Embedder) -> tuple[KnowledgeStore, ChromaMemory]:
         from app.knowledge.ingest import ensure_bundled
+        from app.knowledge.memory import ChromaMemory
         from app.knowledge.store import KnowledgeStore, open_chroma
-        from app.memory import ChromaMemory
 
         client = open_chroma(config, data_dir)
         store = KnowledgeStore(client, embedder)

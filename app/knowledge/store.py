@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
+    from app.config.settings import KnowledgeConfig
     from app.knowledge.documents import Chunk, Document
     from app.knowledge.embed import Embedder
-    from app.settings import KnowledgeConfig
 
 KB_PREFIX = "kb-"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.config.settings import BudgetsConfig
 from app.llm.tenant_spend import TenantSpend, day_start
-from app.settings import BudgetsConfig
 from graphs.errors import BudgetExhausted
 from graphs.ports import EventSink, ModelRequest
 

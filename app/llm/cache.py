@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+from app.config.settings import ModelEntry
 from app.llm.provider import ProviderReply, tool_calls_from_json, tool_calls_to_json
-from app.settings import ModelEntry
-from app.store import Store
+from app.storage.store import Store
 from graphs.ports import ModelRequest
 
 

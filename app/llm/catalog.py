@@ -16,8 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from app.config.settings_schema import ModelEntry, Tier
 from app.errors import ConfigError
-from app.settings_schema import ModelEntry, Tier
 
 COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 _PER_MTOK = 1_000_000

@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from app.config.settings import ModelEntry, Settings
 from app.llm.catalog import Catalog, CatalogModel
 from app.llm.litellm_provider import LiteLLMProvider
 from app.llm.provider import ProviderFault, ProviderReply
-from app.settings import ModelEntry, Settings
 from graphs.errors import ModelCallError
 from graphs.ports import ModelRequest
 

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
+from app.config.settings import FallbackConfig
 from app.llm.provider import BAD_OUTPUT, ProviderFault
-from app.settings import FallbackConfig
 from graphs.errors import ModelCallError
 
 CircuitState = Literal["closed", "open", "half_open"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app import crashpoints
 from app.llm.provider import tool_calls_from_json, tool_calls_to_json
-from app.store import LedgerRow, Store
+from app.runs import crashpoints
+from app.storage.store import LedgerRow, Store
 from graphs.ports import ModelResponse, Usage
 
 

@@ -9,9 +9,9 @@ from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
+from app.config.settings import ModelEntry
 from app.llm.catalog import schema_capable
 from app.llm.provider import RUNAWAY_FACTOR, FaultKind, ProviderFault, ProviderReply, TokenSink
-from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
 _litellm: ModuleType | None = None

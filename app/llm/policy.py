@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.settings import TIERS, FailureKind, PolicyName, RoutingConfig, Tier
+from app.config.settings import TIERS, FailureKind, PolicyName, RoutingConfig, Tier
 from graphs.ports import ModelRequest
 
 # Scales at which each part of the difficulty signal saturates.

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from app.settings import ModelEntry
+from app.config.settings import ModelEntry
 from graphs.errors import ModelCallError
 from graphs.ports import ModelRequest, ToolCall
 

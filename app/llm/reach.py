@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.settings import ModelEntry, Settings
+from app.config.settings import ModelEntry, Settings
 
 PROBE_TIMEOUT_S = 2.0
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from app.config.settings import Settings, Tier
 from app.errors import ConfigError
 from app.llm.budget import Reservation, RunBudget, TenantSpend
 from app.llm.cache import ResponseCache
@@ -26,8 +27,7 @@ from app.llm.provider import (
     bad_output,
 )
 from app.llm.stream import CallStream
-from app.settings import Settings, Tier
-from app.store import LedgerRow, Store
+from app.storage.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ports import EventSink, ModelRequest, ModelResponse, Usage
 

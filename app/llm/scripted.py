@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from app.config.settings import ModelEntry
 from app.llm.playbook import Step, for_instruction, for_task
 from app.llm.provider import ProviderReply, TokenSink
 from app.llm.references import (
@@ -41,7 +42,6 @@ from app.llm.scripted_manager import (
 )
 from app.llm.tokens import completion_tokens as count_completion
 from app.llm.tokens import prompt_tokens as count_prompt
-from app.settings import ModelEntry
 from graphs.ports import ModelRequest, ToolCall
 
 Behaviour = Callable[[ModelRequest], "ProviderReply | None"]

@@ -13,8 +13,8 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from app.config.settings import ModelEntry
 from app.llm.provider import Provider, ProviderReply, StreamingProvider
-from app.settings import ModelEntry
 from graphs.ports import ModelRequest
 
 # Calls whose text people read as it comes: the run's final answer.

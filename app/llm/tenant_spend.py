@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.cost_ledger import utc_day
-from app.store import Store
+from app.storage.cost_ledger import utc_day
+from app.storage.store import Store
 from graphs.errors import BudgetExhausted
 
 SPEND_LOCK = 7310002  # advisory lock class of a tenant's spend (with hashtext(tenant))

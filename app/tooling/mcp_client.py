@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
-from app import crashpoints
+from app.runs import crashpoints
 from app.tooling.config import McpServerConfig, executable
 from app.tooling.secrets import interpolate
 

@@ -14,7 +14,7 @@ from tools.pack import PackEnv, ToolPack, pack_from
 from tools.registry import DuplicateTool, ToolRegistry
 
 if TYPE_CHECKING:
-    from app.settings_schema import Settings
+    from app.config.settings_schema import Settings
 
 ENTRY_POINT_GROUP = "foreman.tools"
 

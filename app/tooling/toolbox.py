@@ -15,7 +15,7 @@ from app.tooling.secrets import EnvFileSecrets
 from tools.registry import DuplicateTool, ToolRegistry
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.config.settings import Settings
 
 log = logging.getLogger(__name__)
 

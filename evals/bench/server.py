@@ -27,7 +27,7 @@ def foreman_argv() -> list[str]:
     """The ``foreman`` console script of this interpreter (or its module fallback)."""
     script = Path(sys.executable).with_name("foreman")
     return [str(script)] if script.exists() else [sys.executable, "-c",
-                                                  "from app.cli import main; main()"]
+                                                  "from app.cli.main import main; main()"]
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from app import telemetry
 from app.llm.scripted import ScriptedProvider
+from app.observability import telemetry
 from app.services import open_services
 from evals.bench.loop import Switch, _foreman
 from evals.bench.scenario import TEAM, bench_settings, rounds_behaviour

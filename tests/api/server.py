@@ -11,9 +11,9 @@ import os
 from fastapi import FastAPI
 
 from app.api.app import create_app
-from app.policy.gate import PolicyEngine
-from app.policy.rules import PolicyConfig
-from app.settings import load_settings
+from app.config.settings import load_settings
+from app.governance.policy.gate import PolicyEngine
+from app.governance.policy.rules import PolicyConfig
 from graphs.ports import PolicyGate
 from tests.fakes import RefundNeedsApproval
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.api.app import create_app
-from app.settings import Settings
+from app.config.settings import Settings
 from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE, Server
 
 RUN_BODY = {"assistant_id": "support",

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from app.cost_ledger import LedgerRow
-from app.db import open_database
-from app.store import Store
+from app.storage.cost_ledger import LedgerRow
+from app.storage.db import open_database
+from app.storage.store import Store
 from tests.api.conftest import SUPPORT_REFUND, Server, key, keyed_env
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import Settings
 from app.errors import InvalidRequest
+from app.governance.approvals import InlineResume
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.services import open_services
-from app.settings import Settings
 from graphs.ports import ModelRequest, ToolCall
 
 REFUND = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import Settings
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from app.runner import RunResult
+from app.governance.approvals import InlineResume
+from app.runs.runner import RunResult
 from app.services import Services, open_services
-from app.settings import Settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 ALICE = Principal("alice", "acme", frozenset({"requester"}))

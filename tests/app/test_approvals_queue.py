@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import DeferredResume
-from app.broker import EventBroker
-from app.db import Cursor
-from app.queued_runs import QueuedRunManager
-from app.runner import RunResult
+from app.governance.approvals import DeferredResume
+from app.runs.broker import EventBroker
+from app.runs.queued_runs import QueuedRunManager
+from app.runs.runner import RunResult
 from app.services import Services, open_services
+from app.storage.db import Cursor
 from tests.conftest import make_settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"

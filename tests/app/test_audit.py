@@ -11,12 +11,12 @@ import psycopg
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
-from app.db import PostgresDatabase, SqliteDatabase
-from app.redact import redact, redact_text
+from app.config.settings import Settings
+from app.governance.approvals import InlineResume
+from app.governance.redact import redact, redact_text
 from app.services import open_services
-from app.settings import Settings
-from app.store import Store
+from app.storage.db import PostgresDatabase, SqliteDatabase
+from app.storage.store import Store
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 BOB = Principal("bob", "acme", frozenset({"approver"}),
@@ -58,12 +58,12 @@ def _fill(store: Store, n: int = 5) -> None:
 
 
 def test_audit_verify_catches_a_row_altered_in_sqlite(tmp_path: Path) -> None:
-    store = Store(SqliteDatabase(tmp_path / "app.db"))
+    store = Store(SqliteDatabase(tmp_path / "app.storage.db"))
     _fill(store)
     assert store.verify_audit().ok
     store.close()
 
-    raw = sqlite3.connect(tmp_path / "app.db")
+    raw = sqlite3.connect(tmp_path / "app.storage.db")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         raw.execute("UPDATE audit_log SET data = '{}' WHERE seq = 3")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -74,7 +74,7 @@ def test_audit_verify_catches_a_row_altered_in_sqlite(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
 
-    reopened = Store(SqliteDatabase(tmp_path / "app.db"))  # also restores the trigger
+    reopened = Store(SqliteDatabase(tmp_path / "app.storage.db"))  # also restores the trigger
     verdict = reopened.verify_audit("acme")
     assert (verdict.ok, verdict.entries, verdict.first_bad_entry) == (False, 5, 4)
     reopened.close()
@@ -94,7 +94,7 @@ def test_audit_triggers_reject_update_and_delete_on_postgres(pg_url: str) -> Non
 
 
 def test_audit_redacts_secrets_and_pii(tmp_path: Path) -> None:
-    store = Store(SqliteDatabase(tmp_path / "app.db"))
+    store = Store(SqliteDatabase(tmp_path / "app.storage.db"))
     store.create_thread("t-1", "acme")
     store.create_run("r-1", "t-1", "support", "task", tenant="acme")
     store.append_event("r-1", "run_started", {

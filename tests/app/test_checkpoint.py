@@ -11,12 +11,12 @@ import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import StateSnapshot
 
-from app.checkpoint import CompressingSerializer, prune_finished, sqlite_saver, thread_size
+from app.config.settings import Settings
 from app.llm.scripted import ScriptedProvider
-from app.runner import Runner
+from app.runs.runner import Runner
 from app.services import open_services
-from app.settings import Settings
-from app.thread_keys import thread_key
+from app.storage.checkpoint import CompressingSerializer, prune_finished, sqlite_saver, thread_size
+from app.storage.thread_keys import thread_key
 from evals.bench.scenario import TASK as BENCH_TASK
 from evals.bench.scenario import TEAM, bench_settings, rounds_behaviour
 from tests.conftest import ROOT

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from app.claims import Claim, LeaseLost
 from app.errors import Conflict
-from app.fencing import FencedStore
-from app.store import LedgerRow, Store
+from app.runs.claims import Claim, LeaseLost
+from app.runs.fencing import FencedStore
+from app.storage.store import LedgerRow, Store
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ import psycopg
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 
-from app.checkpoint import postgres_saver, sqlite_saver
-from app.checkpoint_fence import CheckpointFence, fenced_checkpoints
-from app.claims import FENCE_LOCK, Claim, LeaseLost
-from app.db import PostgresDatabase, SqliteDatabase
-from app.fencing import FencedStore
+from app.runs.claims import FENCE_LOCK, Claim, LeaseLost
+from app.runs.fencing import FencedStore
 from app.services import open_services
-from app.store import Store
+from app.storage.checkpoint import postgres_saver, sqlite_saver
+from app.storage.checkpoint_fence import CheckpointFence, fenced_checkpoints
+from app.storage.db import PostgresDatabase, SqliteDatabase
+from app.storage.store import Store
 from tests.conftest import make_settings
 
 TASK = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
@@ -38,7 +38,7 @@ class Backend:
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     async with AsyncExitStack() as stack:
         if request.param == "sqlite":
-            store, url = Store(SqliteDatabase(tmp_path / "app.db")), None
+            store, url = Store(SqliteDatabase(tmp_path / "app.storage.db")), None
             saver: BaseCheckpointSaver[Any] = await stack.enter_async_context(
                 sqlite_saver(tmp_path / "checkpoints.db"))
         else:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.db import SqliteDatabase
-from app.executor import LedgerExecutor
-from app.store import Store
+from app.runs.executor import LedgerExecutor
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from graphs.ports import ToolInvocation
 from tests.fakes import demo_registry
 from tools import catalog, sandbox

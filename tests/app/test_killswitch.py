@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from app.db import SqliteDatabase
 from app.errors import Conflict
-from app.killswitch import PLATFORM, KillSwitch, KillSwitchGate, SwitchState
-from app.policy.gate import PolicyEngine
-from app.policy.rules import PolicyConfig
-from app.store import Store
+from app.governance.killswitch import PLATFORM, KillSwitch, KillSwitchGate, SwitchState
+from app.governance.policy.gate import PolicyEngine
+from app.governance.policy.rules import PolicyConfig
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from graphs.ports import GateAction, GateRequest
 from tools.spec import Risk, SideEffect
 
@@ -89,8 +89,8 @@ def test_killswitch_concurrency_cap_counts_the_tenants_active_runs(store: Store)
 
 
 def test_killswitch_state_is_shared_through_the_database(tmp_path: Path) -> None:
-    one = Store(SqliteDatabase(tmp_path / "app.db"))
-    two = Store(SqliteDatabase(tmp_path / "app.db"))  # another process's connection
+    one = Store(SqliteDatabase(tmp_path / "app.storage.db"))
+    two = Store(SqliteDatabase(tmp_path / "app.storage.db"))  # another process's connection
     try:
         KillSwitch(one).change("acme", "root", "acme", {"paused": True,
                                                         "disabled_tools": ["issue_refund"]})

@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from app.config.settings import KnowledgeConfig
+from app.knowledge.memory import ChromaMemory
 from app.knowledge.store import open_chroma
-from app.memory import ChromaMemory
 from app.services import Services
-from app.settings import KnowledgeConfig
 from graphs.ports import MemoryNote, ModelRequest, Trust
 from tests.fakes import HashingEmbedder
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli.main import app
 from tests.fake_provider.config import write_config
 from tests.fake_provider.process import FakeProvider
 

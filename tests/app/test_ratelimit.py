@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from app.db import Database, PostgresDatabase, SqliteDatabase
 from app.errors import RateLimited
-from app.ratelimit import RateLimiter
+from app.governance.ratelimit import RateLimiter
+from app.storage.db import Database, PostgresDatabase, SqliteDatabase
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    d: Database = (SqliteDatabase(tmp_path / "app.db") if request.param == "sqlite"
+    d: Database = (SqliteDatabase(tmp_path / "app.storage.db") if request.param == "sqlite"
                    else PostgresDatabase(request.getfixturevalue("pg_url")))
     yield d
     d.close()

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
-from app.broker import EventBroker
-from app.run_manager import RunManager
-from app.runner import RunResult
+from app.config.settings import Settings
+from app.governance.approvals import InlineResume
+from app.runs.broker import EventBroker
+from app.runs.run_manager import RunManager
+from app.runs.runner import RunResult
 from app.services import Services, open_services
-from app.settings import Settings
 
 BOB = Principal("bob", "acme", frozenset({"approver"}), groups=frozenset({"support-leads"}))
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"

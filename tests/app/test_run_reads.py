@@ -3,8 +3,8 @@ the ledger's step status, and events redacted for display."""
 
 from __future__ import annotations
 
-from app.run_reads import RunReads, console_event, ledger_view
-from app.store import LedgerRow, Store
+from app.runs.run_reads import RunReads, console_event, ledger_view
+from app.storage.store import LedgerRow, Store
 
 
 def _run(store: Store, run_id: str, tenant: str, team: str, status: str,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from app.config.settings import load_settings
 from app.errors import ConfigError
-from app.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_settings_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_settings_project_paths_resolve_against_the_config_folder(tmp_path: Path,
                                                                   monkeypatch: Any) -> None:
     from app.project.init import init_project
-    from app.teams import read_prompt
+    from app.runs.teams import read_prompt
 
     init_project(tmp_path / "desk", "blank")
     monkeypatch.chdir(tmp_path)  # somewhere else than the project

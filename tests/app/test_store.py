@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.db import Database, PostgresDatabase, SqliteDatabase
-from app.store import LedgerRow, Store
+from app.storage.db import Database, PostgresDatabase, SqliteDatabase
+from app.storage.store import LedgerRow, Store
 
 
 def test_store_threads_are_tenant_scoped_and_ids_unique(store: Store) -> None:

@@ -14,12 +14,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app import telemetry
 from app.api.auth import Principal
-from app.approvals import InlineResume
-from app.logs import JsonFormatter, trace_id_var
+from app.config.settings import Settings
+from app.governance.approvals import InlineResume
+from app.observability import telemetry
+from app.observability.logs import JsonFormatter, trace_id_var
 from app.services import Services, open_services
-from app.settings import Settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 BOB = Principal("bob", "acme", frozenset({"approver"}),
@@ -143,7 +143,7 @@ async def test_telemetry_content_capture_is_redacted(
 
 
 def test_telemetry_trace_id_in_json_logs() -> None:
-    record = logging.LogRecord("app.runner", logging.INFO, __file__, 1, "step", None, None)
+    record = logging.LogRecord("app.runs.runner", logging.INFO, __file__, 1, "step", None, None)
     token = trace_id_var.set("ab" * 16)
     try:
         out = json.loads(JsonFormatter().format(record))
@@ -158,9 +158,9 @@ async def test_telemetry_model_call_span_travels_on_the_providers_http(
     import httpx
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    from app.events import RunEvents, SystemClock
-    from app.executor import LedgerExecutor
-    from app.run_trace import traced
+    from app.observability.run_trace import traced
+    from app.runs.events import RunEvents, SystemClock
+    from app.runs.executor import LedgerExecutor
     from graphs.ports import ModelRequest, ModelResponse, RunContext, Usage
     from tests.fakes import WebhookReceiver
 

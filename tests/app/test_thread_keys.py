@@ -15,15 +15,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app import telemetry
 from app.api import errors
-from app.db import SqliteDatabase
-from app.executor import LedgerExecutor
-from app.logs import JsonFormatter
+from app.config.settings import Settings
+from app.observability import telemetry
+from app.observability.logs import JsonFormatter
+from app.runs.executor import LedgerExecutor
 from app.services import open_services
-from app.settings import Settings
-from app.store import Store
-from app.thread_keys import local_id, tenant_of, thread_key
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
+from app.storage.thread_keys import local_id, tenant_of, thread_key
 from graphs.ports import ToolInvocation
 from tools.pack import tool
 from tools.registry import ToolRegistry
@@ -92,7 +92,7 @@ async def test_thread_keys_tool_context_carries_the_local_id(tmp_path: Path) -> 
 
 
 def test_thread_keys_json_log_shows_the_id_and_the_tenant() -> None:
-    record = logging.LogRecord("app.executor", logging.INFO, __file__, 1, "ran", None, None)
+    record = logging.LogRecord("app.runs.executor", logging.INFO, __file__, 1, "ran", None, None)
     record.thread_id = thread_key("acme", "t-9")
     out = json.loads(JsonFormatter().format(record))
     assert (out["thread_id"], out["tenant"]) == ("t-9", "acme")

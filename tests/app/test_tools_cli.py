@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli.main import app
 
 
 def test_tools_cli_init_demo_project_lists_its_tools_as_json(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.ops_config import WebhooksConfig, WebhookSubscription
+from app.config.settings import Settings
 from app.errors import InvalidRequest
-from app.ops_config import WebhooksConfig, WebhookSubscription
+from app.governance.approvals import InlineResume
+from app.observability.webhooks import Webhooks, check_url, deliveries, shown_url
 from app.services import Services, open_services
-from app.settings import Settings
-from app.webhooks import Webhooks, check_url, deliveries, shown_url
 from tests.fakes import WebhookReceiver as Receiver
 from tools import sandbox
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from app.broker import EventBroker
+from app.config.ops_config import QueueConfig
 from app.errors import Conflict
-from app.ops_config import QueueConfig
-from app.queue import RunQueue
-from app.queued_runs import QueuedRunManager
+from app.runs.broker import EventBroker
+from app.runs.queue import RunQueue
+from app.runs.queued_runs import QueuedRunManager
+from app.runs.worker import Worker
 from app.services import Services, open_services
-from app.worker import Worker
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder
 

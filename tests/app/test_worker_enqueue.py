@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from app.api.auth import Principal
-from app.broker import EventBroker
+from app.config.ops_config import QueueConfig
 from app.errors import Conflict
-from app.ops_config import QueueConfig
-from app.queued_runs import QueuedRunManager
+from app.runs.broker import EventBroker
+from app.runs.queued_runs import QueuedRunManager
+from app.runs.worker import Worker
 from app.services import open_services
-from app.worker import Worker
 from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder

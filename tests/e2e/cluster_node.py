@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import app.services
-from app.policy.gate import PolicyEngine
-from app.policy.rules import PolicyConfig
-from app.settings import load_settings
+from app.config.settings import load_settings
+from app.governance.policy.gate import PolicyEngine
+from app.governance.policy.rules import PolicyConfig
 from graphs.ports import PolicyGate
 from tests.fakes import HashingEmbedder, RefundNeedsApproval
 from tools import demo
@@ -73,8 +73,8 @@ def create_api() -> Any:
 
 async def work() -> None:
     """Run one worker until it is stopped."""
-    from app.logs import configure_json_logging
-    from app.worker import Worker
+    from app.observability.logs import configure_json_logging
+    from app.runs.worker import Worker
 
     configure_json_logging()
     logging.getLogger("procrastinate").setLevel(logging.WARNING)

@@ -13,9 +13,9 @@ from typing import Any
 
 import app.services
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import load_settings
+from app.governance.approvals import InlineResume
 from app.services import open_services
-from app.settings import load_settings
 from tests.fakes import HashingEmbedder
 from tools import demo
 

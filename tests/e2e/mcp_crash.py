@@ -7,9 +7,9 @@ import asyncio
 import sys
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import load_settings
+from app.governance.approvals import InlineResume
 from app.services import open_services
-from app.settings import load_settings
 from tests.e2e.mcp_project import TASK
 
 

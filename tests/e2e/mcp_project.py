@@ -36,7 +36,7 @@ PLAYBOOK = [{
 
 def make_project(folder: Path, crm_url: str, **server: Any) -> Path:
     """``foreman init`` a blank project, then point it at the CRM; its foreman.yaml."""
-    made = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "init",
+    made = subprocess.run([sys.executable, "-c", "from app.cli.main import main; main()", "init",
                            str(folder), "--template", "blank"], cwd=folder.parent,
                           capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
@@ -95,7 +95,7 @@ def serving(config: Path, cwd: Path) -> Iterator[Served]:
     log_path = cwd / "serve.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "serve", "--config",
+            [sys.executable, "-c", "from app.cli.main import main; main()", "serve", "--config",
              str(config), "--port", str(port)], cwd=cwd, env=clean_env(),
             stdout=log, stderr=log)
     try:

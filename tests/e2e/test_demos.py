@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from app.config.settings import Settings
 from app.services import Services, open_services
-from app.settings import Settings
 from tests.fakes import HashingEmbedder, MemoEmbedder
 
 DEMOS = yaml.safe_load((Path(__file__).parents[2] / "evals" / "demos.yaml").read_text())

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import yaml
 
+from app.config.settings import load_settings
 from app.services import open_services
-from app.settings import load_settings
 from tests.app.tooling.crm import SERVER, Crm, free_port, until
 from tests.e2e.mcp_project import TASK, make_project, serving, wait_for
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config.settings import load_settings
 from app.services import open_services
-from app.settings import load_settings
-from app.thread_keys import thread_key
+from app.storage.thread_keys import thread_key
 from tests.app.tooling.crm import Crm
 from tests.e2e.mcp_project import ROOT, TASK, clean_env, make_project, serving, wait_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import load_settings
+from app.config.settings import load_settings
 from evals.live import live_eval
 from tests.fake_provider.config import write_config
 from tests.fake_provider.process import FakeProvider

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from app.config.settings import ModelEntry
 from app.llm.litellm_provider import load_litellm
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
-from app.runner import RunResult
+from app.runs.runner import RunResult
 from app.services import Services
-from app.settings import ModelEntry
 from evals import faults, runner
 from evals.behaviours import Script
 from evals.faults import NOISE_RATES, Noise, NoisyProvider

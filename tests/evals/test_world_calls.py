@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.config.settings import load_settings
 from app.project.init import init_project
-from app.settings import load_settings
 from evals.runner import run_scenario
 from evals.scenario import Scenario, load_suite
 from evals.world_calls import WorldCall

@@ -6,10 +6,10 @@ import asyncio
 import json
 from typing import Any
 
+from app.config.settings import Settings
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.services import open_services
-from app.settings import Settings
 from graphs.ports import ModelRequest
 from tests.fakes import event_types, progress_reply
 

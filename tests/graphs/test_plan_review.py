@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.config.settings import Settings
 from app.services import open_services
-from app.settings import Settings
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.config.settings import Settings
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.services import open_services
-from app.settings import Settings
 from graphs.ports import ModelRequest, ToolCall
 from tests.fakes import RefundNeedsApproval
 

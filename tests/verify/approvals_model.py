@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from app.api.auth import Principal
-from app.policy.gate import PolicyEngine
-from app.policy.rules import RuleConfig
-from app.runner import Interrupt, Runner
-from app.settings import Settings
-from app.store import RunRow
+from app.config.settings import Settings
+from app.governance.policy.gate import PolicyEngine
+from app.governance.policy.rules import RuleConfig
+from app.runs.runner import Interrupt, Runner
+from app.storage.store import RunRow
 from app.tooling.toolbox import static_registry
 from tests.conftest import make_settings
 from tools.registry import ToolRegistry

@@ -30,7 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from app.api.auth import digest
-from app.run_manager import TERMINAL
+from app.runs.run_manager import TERMINAL
 from tests.api.conftest import free_port
 from tests.verify.crash_sweep import KILLED, Forker, Outcome, World, compare, observe
 from tools import sandbox

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import app.services
 from app.api.auth import Principal
-from app.broker import EventBroker
+from app.config.settings import load_settings
 from app.llm.scripted import ScriptedProvider
-from app.run_manager import TERMINAL, RunManager
+from app.runs.broker import EventBroker
+from app.runs.run_manager import TERMINAL, RunManager
 from app.services import open_services
-from app.settings import load_settings
 from graphs.ports import ModelRequest
 from tests.fakes import HashingEmbedder
 from tests.verify.crash_tasks import TASKS

@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 
-from app import crashpoints
+from app.runs import crashpoints
 from tests.verify import crash_driver, crash_node
 
 

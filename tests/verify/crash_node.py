@@ -1,7 +1,7 @@
 """The distributed-mode processes of the crash sweep, forked by ``crash_forker``: a
 ``foreman worker`` and a ``foreman serve --workers 0`` API replica.
 
-Each is what the CLI command runs (``app.worker_cli``, ``app.cli.serve``), with the
+Each is what the CLI command runs (``app.cli.worker_cli``, ``app.cli.main.serve``), with the
 sweep's two test seams: the scripted models log every provider call's key (see
 ``crash_driver.LoggedProvider``), and the knowledge base embeds with the test hasher. The
 environment carries the database URL, the queue's small heartbeat and stall timeout, the
@@ -17,8 +17,8 @@ import os
 import sys
 
 import app.services
-from app.logs import configure_json_logging
-from app.settings import load_settings
+from app.config.settings import load_settings
+from app.observability.logs import configure_json_logging
 from tests.fakes import HashingEmbedder
 from tests.verify.crash_driver import LoggedProvider, calls_log
 
@@ -28,9 +28,9 @@ def warm() -> None:
     import uvicorn
 
     import app.api.app
-    import app.worker
+    import app.runs.worker
 
-    del uvicorn, app.api.app, app.worker
+    del uvicorn, app.api.app, app.runs.worker
 
 
 def _prepare() -> None:
@@ -41,7 +41,7 @@ def _prepare() -> None:
 
 
 async def _work(config: str) -> None:
-    from app.worker import Worker
+    from app.runs.worker import Worker
 
     settings = load_settings(config)
     provider = LoggedProvider(calls_log(settings.data_dir), 0.0)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.audit import audit_entry
-from app.db import open_database
-from app.store import Store
-from app.thread_keys import thread_key
+from app.governance.audit import audit_entry
+from app.storage.db import open_database
+from app.storage.store import Store
+from app.storage.thread_keys import thread_key
 from tests.app.tooling.crm import Crm
 from tests.e2e.mcp_project import make_project
 from tests.verify.crash_tasks import Task

@@ -41,12 +41,12 @@ from hypothesis.stateful import (
 )
 
 from app.api.auth import Principal
-from app.approvals import ApprovalService
-from app.db import open_database
 from app.errors import Conflict, Forbidden, ForemanError, InvalidRequest, NotFound
-from app.events import RunEvents
-from app.runner import Interrupt
-from app.store import RunRow, Store
+from app.governance.approvals import ApprovalService
+from app.runs.events import RunEvents
+from app.runs.runner import Interrupt
+from app.storage.db import open_database
+from app.storage.store import RunRow, Store
 from graphs.approval import interrupt_value
 from graphs.ports import GateAction, GateRequest
 from tests.verify.approvals_model import (

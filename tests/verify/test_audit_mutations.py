@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from app.audit import GENESIS, Head, entry_hash, verify_chain
-from app.db import SqliteDatabase
-from app.store import Store
+from app.governance.audit import GENESIS, Head, entry_hash, verify_chain
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from tests.verify.record import record, scale
 
 Row = dict[str, Any]
@@ -210,7 +210,7 @@ MUTATIONS: dict[str, Callable[[random.Random, list[Row]], bool]] = {
 
 @pytest.fixture(scope="module")
 def chain_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("audit") / "app.db"
+    path = tmp_path_factory.mktemp("audit") / "app.storage.db"
     _write_chains(path)
     return path
 
@@ -295,7 +295,7 @@ def test_audit_limits_without_an_anchor_are_real(chain_file: Path) -> None:
 
 
 def test_audit_heads_and_anchored_verify_on_the_store(tmp_path: Path) -> None:
-    path = tmp_path / "app.db"
+    path = tmp_path / "app.storage.db"
     _write_chains(path, per_tenant=5)
     store = Store(SqliteDatabase(path))
     try:

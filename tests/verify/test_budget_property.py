@@ -23,10 +23,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from app.db import SqliteDatabase
+from app.config.settings import BudgetsConfig
 from app.llm.budget import Reservation, RunBudget, TenantSpend
-from app.settings import BudgetsConfig
-from app.store import LedgerRow, Store
+from app.storage.db import SqliteDatabase
+from app.storage.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted
 from tests.verify.record import record, scale
 

@@ -2,7 +2,7 @@
 
 Embedded mode, as `foreman serve` runs it, on SQLite and on PostgreSQL (app tables and
 checkpoints in a schema of the world's own): each point is a fresh world (data dir,
-sandbox) where a driver process starts the task and is SIGKILLed by ``app.crashpoints``
+sandbox) where a driver process starts the task and is SIGKILLed by ``app.runs.crashpoints``
 at ``(site, n)``; a second process starts the way the server does (expiry sweep, recovery)
 and drives the run to its end, approving what it asks. The result must equal an
 uninterrupted run of the task: the same side-effect rows (no duplicate, none lost), the
@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.crashpoints import SITES
+from app.runs.crashpoints import SITES
 from tests.app.tooling.crm import Crm
 from tests.conftest import PG_URL
 from tests.verify import crash_cluster

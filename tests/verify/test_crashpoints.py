@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app import crashpoints
 from app.errors import ConfigError
+from app.runs import crashpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import Settings, load_settings
+from app.governance.approvals import InlineResume
 from app.knowledge.ingest import ingest_path
 from app.knowledge.runtime import TenantMemory
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider, specialist
 from app.services import Services, open_services
-from app.settings import Settings, load_settings
 from graphs.ports import MemoryNote, ModelRequest, ToolCall, Trust
 from tests.app.tooling.crm import Crm as CrmServer
 from tests.conftest import make_settings

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.settings import ModelEntry, RoutingConfig, Settings
+from app.config.settings import ModelEntry, RoutingConfig, Settings
 
 
 def test_health_is_live_before_ready_and_ready_once_services_open(settings: Settings) -> None:

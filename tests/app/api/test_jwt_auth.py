@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app.api.auth import KeyRing, Principal
-from app.auth_config import AuthConfig, JwtConfig
+from app.config.auth_config import AuthConfig, JwtConfig
+from app.config.settings import Settings
 from app.errors import Unauthorized
-from app.settings import Settings
 
 ISSUER = "https://id.example.test/"
 AUDIENCE = "foreman"

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
-from app.settings import Settings
+from app.config.settings import Settings
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config.settings import KnowledgeConfig
 from app.knowledge.store import KnowledgeStore, open_chroma
-from app.settings import KnowledgeConfig
 from tests.fakes import HashingEmbedder
 
 

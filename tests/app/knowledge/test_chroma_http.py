@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from app.config.settings import KnowledgeConfig
 from app.knowledge.ingest import ingest_path
 from app.knowledge.store import KnowledgeStore, open_chroma
-from app.settings import KnowledgeConfig
 from tests.fakes import HashingEmbedder
 
 CHROMA = Path(sys.executable).with_name("chroma")
@@ -27,7 +27,7 @@ SECOND_PROCESS = """
 import json, sys
 from pathlib import Path
 from app.knowledge.store import KnowledgeStore, open_chroma
-from app.settings import KnowledgeConfig
+from app.config.settings import KnowledgeConfig
 from tests.fakes import HashingEmbedder
 store = KnowledgeStore(open_chroma(KnowledgeConfig(chroma_url=sys.argv[1]), Path(sys.argv[2])),
                        HashingEmbedder())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.config.settings import KnowledgeConfig
 from app.knowledge.evaluate import Labelled, evaluate, load_labelled
 from app.knowledge.ingest import ingest_bundled
 from app.knowledge.store import KnowledgeStore, open_chroma
-from app.settings import KnowledgeConfig
 from tests.fakes import MemoEmbedder
 from tools.knowledge import Passage
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import respx
 
-from app.db import SqliteDatabase
+from app.config.settings import BudgetsConfig, ModelEntry, RoutingConfig, Settings
 from app.llm.journal import Journal
 from app.llm.litellm_provider import LiteLLMProvider
 from app.llm.router import Router, RunRouter
 from app.llm.scripted import ScriptedProvider
-from app.settings import BudgetsConfig, ModelEntry, RoutingConfig, Settings
-from app.store import Store
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from tests.conftest import make_settings
 from tests.fakes import EventLog, FakeClock
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from app.db import SqliteDatabase
+from app.config.settings import BudgetsConfig
 from app.llm.budget import RunBudget, TenantSpend
 from app.services import open_services
-from app.settings import BudgetsConfig
-from app.store import LedgerRow, Store
+from app.storage.db import SqliteDatabase
+from app.storage.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted
 from graphs.ports import ModelRequest
 from tests.app.llm.conftest import Harness

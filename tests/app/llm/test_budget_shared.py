@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app.db import PostgresDatabase, SqliteDatabase
+from app.config.settings import BudgetsConfig
 from app.llm.budget import RunBudget, TenantSpend
-from app.settings import BudgetsConfig
-from app.store import LedgerRow, Store
+from app.storage.db import PostgresDatabase, SqliteDatabase
+from app.storage.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted
 from tests.fakes import EventLog
 
@@ -23,8 +23,8 @@ CALL = 0.1  # worst case of each call: ten fit under the cap
 @pytest.fixture(params=["sqlite", "postgres"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     if request.param == "sqlite":
-        pair = (Store(SqliteDatabase(tmp_path / "app.db")),
-                Store(SqliteDatabase(tmp_path / "app.db")))
+        pair = (Store(SqliteDatabase(tmp_path / "app.storage.db")),
+                Store(SqliteDatabase(tmp_path / "app.storage.db")))
     else:
         url = request.getfixturevalue("pg_url")
         pair = (Store(PostgresDatabase(url)), Store(PostgresDatabase(url)))

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import respx
 
+from app.config.settings import FallbackConfig
 from app.llm.fallback import CircuitBreaker, backoff_s
-from app.settings import FallbackConfig
 from graphs.errors import ModelCallError
 from graphs.ports import ModelRequest
 from tests.app.llm.conftest import HOSTS, Harness

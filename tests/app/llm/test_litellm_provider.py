@@ -11,9 +11,9 @@ import httpx
 import pytest
 import respx
 
+from app.config.settings import ModelEntry, RoutingConfig, Settings
 from app.llm import scripted
 from app.services import open_services
-from app.settings import ModelEntry, RoutingConfig, Settings
 from graphs.ports import ModelRequest
 from tests.fakes import chat_body
 
@@ -107,7 +107,7 @@ def test_litellm_is_not_imported_by_the_cli_module() -> None:
     import subprocess
     import sys
 
-    code = "import sys, app.cli; print('litellm' in sys.modules)"
+    code = "import sys, app.cli.main; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[3], check=True)
     assert out.stdout.strip() == "False"

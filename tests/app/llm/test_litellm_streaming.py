@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from app.db import SqliteDatabase
+from app.config.settings import ModelEntry, RoutingConfig
 from app.llm.journal import Journal
 from app.llm.litellm_provider import LiteLLMProvider
 from app.llm.provider import ProviderFault
 from app.llm.router import Router, RunRouter
 from app.llm.scripted import ScriptedProvider
 from app.llm.stream import TokenDelta, token_receiver
-from app.settings import ModelEntry, RoutingConfig
-from app.store import Store
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from graphs.errors import ModelCallError
 from graphs.ports import ModelRequest
 from tests.conftest import make_settings

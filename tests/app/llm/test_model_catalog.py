@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from app.cli import app
+from app.cli.main import app
+from app.config.settings import ModelEntry, load_settings
 from app.errors import ConfigError
 from app.llm.catalog import Catalog
-from app.settings import ModelEntry, load_settings
 from tests.conftest import ROOT
 
 
@@ -77,7 +77,7 @@ def test_catalog_prices_come_from_litellm_map_unless_overridden() -> None:
 
 def test_catalog_loading_config_and_help_never_import_litellm() -> None:
     code = (
-        "import sys; from app.settings import load_settings; import app.cli; "
+        "import sys; from app.config.settings import load_settings; import app.cli.main; "
         "load_settings('foreman.yaml'); "
         "assert 'litellm' not in sys.modules, 'litellm imported'"
     )

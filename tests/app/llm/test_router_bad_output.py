@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from app.config.settings import Settings, load_settings
 from app.services import open_services
-from app.settings import Settings, load_settings
 from tests.fake_provider.config import write_config
 from tests.fake_provider.process import FakeProvider
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app import cost_ledger
-from app.db import Database, PostgresDatabase, SqliteDatabase
 from app.llm.budget import TenantSpend
-from app.store import LedgerRow, Store
+from app.storage import cost_ledger
+from app.storage.db import Database, PostgresDatabase, SqliteDatabase
+from app.storage.store import LedgerRow, Store
 from graphs.errors import BudgetExhausted
 
 DAY = 86400
@@ -24,7 +24,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     opened: list[Store] = []
 
     def open_store() -> Store:
-        db: Database = (SqliteDatabase(tmp_path / "app.db") if request.param == "sqlite"
+        db: Database = (SqliteDatabase(tmp_path / "app.storage.db") if request.param == "sqlite"
                         else PostgresDatabase(request.getfixturevalue("pg_url")))
         opened.append(Store(db))
         return opened[-1]

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from app.config.settings import load_settings
 from app.errors import ConfigError
-from app.policy.gate import PolicyEngine
-from app.policy.rules import PolicyConfig, RuleConfig
-from app.settings import load_settings
+from app.governance.policy.gate import PolicyEngine
+from app.governance.policy.rules import PolicyConfig, RuleConfig
 from graphs.ports import GateAction, GateRequest
 from tools.catalog import get_tool
 

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from app.api.auth import Principal
-from app.approvals import InlineResume
+from app.config.settings import load_settings
 from app.errors import ConfigError, InvalidRequest
+from app.governance.approvals import InlineResume
 from app.project.init import init_project
 from app.services import open_services
-from app.settings import load_settings
 
 TASK = "Give customer C-7 a credit of $300 for the broken kettle"
 PACK = '''

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from app.config.settings import load_settings
 from app.project.init import init_project
-from app.settings import load_settings
 from app.tooling.toolbox import open_toolbox, start_connections
 from tests.app.tooling.crm import SERVER, until
 

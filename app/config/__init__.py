@@ -1,0 +1,1 @@
+"""Configuration: the one ``Settings`` object, its schema, sections and cross-checks."""

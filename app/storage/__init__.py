@@ -1,0 +1,2 @@
+"""The app database and its tables: runs, events, threads, the tool-call ledger,
+the model-call journal and costs, and the LangGraph checkpointers."""
