@@ -18,8 +18,10 @@ from typing import Any
 BEGIN = "<!-- verify:begin -->"
 END = "<!-- verify:end -->"
 # The parts of `make verify`, each matched by the start of its lines' test names (the
-# crash sweep writes one line per storage backend).
-PARTS = ["crash sweep", "schemathesis", "approvals state machine", "injection corpus",
+# crash sweep writes one line per mode: embedded on each backend, distributed).
+PARTS = ["crash sweep (embedded, SQLite)", "crash sweep (embedded, PostgreSQL)",
+         "crash sweep (distributed, killed worker or API)",
+         "crash sweep (distributed, a second crash during recovery)", "schemathesis", "approvals state machine", "injection corpus",
          "audit mutations", "provider faults", "budget interleavings"]
 
 Line = dict[str, Any]
