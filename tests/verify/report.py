@@ -21,7 +21,8 @@ END = "<!-- verify:end -->"
 # crash sweep writes one line per mode: embedded on each backend, distributed).
 PARTS = ["crash sweep (embedded, SQLite)", "crash sweep (embedded, PostgreSQL)",
          "crash sweep (distributed, killed worker or API)",
-         "crash sweep (distributed, a second crash during recovery)", "schemathesis", "approvals state machine", "injection corpus",
+         "crash sweep (distributed, a second crash during recovery)", "schemathesis",
+         "approvals state machine", "injection corpus",
          "audit mutations", "provider faults", "budget interleavings"]
 
 Line = dict[str, Any]

@@ -39,7 +39,7 @@ def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-PASSES = ("from app import crashpoints\n"
+PASSES = ("from app.runs import crashpoints\n"
           "for i in range(5):\n"
           "    crashpoints.hit('tool.started')\n"
           "    crashpoints.hit('tool.applied')\n"
