@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.records import (
     find_by_key,
     keyed_lookup,
+    keyed_result,
     new_id,
     reading,
     require_key,
@@ -177,11 +178,13 @@ def post_incident_update(ctx: ToolContext, args: IncidentUpdateArgs) -> dict[str
                     "UPDATE incidents SET status = ? WHERE id = ?",
                     (args.status, args.incident_id),
                 )
-        row = stored(conn, "incident_updates", key)
-        incident = _incident(conn, str(row["incident_id"]))
-    out = result(row, replayed=prior is not None)
-    out["incident"] = incident
-    return out
+        return keyed_result(conn, stored(conn, "incident_updates", key), _incident_now,
+                            replayed=prior is not None)
+
+
+def _incident_now(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The incident an update was posted on, as it stands."""
+    return {"incident": _incident(conn, str(row["incident_id"]))}
 
 
 Apply = Callable[[Connection, dict[str, Any]], str]
@@ -211,11 +214,13 @@ def _remediate(
                     key,
                 ),
             )
-        row = stored(conn, "remediations", key)
-        service = _public(_service(conn, str(row["service"])))
-    out = result(row, replayed=prior is not None)
-    out["service_state"] = service
-    return out
+        return keyed_result(conn, stored(conn, "remediations", key), _service_now,
+                            replayed=prior is not None)
+
+
+def _service_now(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The service a remediation acted on, as it stands."""
+    return {"service_state": _public(_service(conn, str(row["service"])))}
 
 
 def _restart(conn: Connection, svc: dict[str, Any]) -> str:
@@ -311,7 +316,7 @@ POST_INCIDENT_UPDATE = ToolSpec(
     side_effect=SideEffect.WRITE,
     risk=Risk.MEDIUM,
     func=post_incident_update,
-    reconcile=keyed_lookup("incident_updates"),
+    reconcile=keyed_lookup("incident_updates", _incident_now),
 )
 RESTART_SERVICE = ToolSpec(
     name="restart_service",
@@ -320,7 +325,7 @@ RESTART_SERVICE = ToolSpec(
     side_effect=SideEffect.WRITE,
     risk=Risk.HIGH,
     func=restart_service,
-    reconcile=keyed_lookup("remediations"),
+    reconcile=keyed_lookup("remediations", _service_now),
 )
 SCALE_SERVICE = ToolSpec(
     name="scale_service",
@@ -329,7 +334,7 @@ SCALE_SERVICE = ToolSpec(
     side_effect=SideEffect.WRITE,
     risk=Risk.HIGH,
     func=scale_service,
-    reconcile=keyed_lookup("remediations"),
+    reconcile=keyed_lookup("remediations", _service_now),
 )
 ROLLBACK_SERVICE = ToolSpec(
     name="rollback_service",
@@ -341,7 +346,7 @@ ROLLBACK_SERVICE = ToolSpec(
     side_effect=SideEffect.WRITE,
     risk=Risk.HIGH,
     func=rollback_service,
-    reconcile=keyed_lookup("remediations"),
+    reconcile=keyed_lookup("remediations", _service_now),
 )
 
 INCIDENT_TOOLS: tuple[ToolSpec, ...] = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -111,13 +111,28 @@ def result(row: dict[str, Any], *, replayed: bool) -> dict[str, Any]:
     return out
 
 
-def keyed_lookup(table: str) -> Reconciler:
-    """A reconciler that finds the row written under the call's idempotency key."""
+# What a write tool adds to its row in its result (the ticket it changed, say), so that a
+# reconciled call answers exactly as a retried one would.
+View = Callable[[Connection, dict[str, Any]], dict[str, Any]]
+
+
+def keyed_result(conn: Connection, row: dict[str, Any], view: View | None, *,
+                 replayed: bool) -> dict[str, Any]:
+    """A keyed write's result: its row, and what ``view`` adds to it."""
+    out = result(row, replayed=replayed)
+    if view is not None:
+        out.update(view(conn, row))
+    return out
+
+
+def keyed_lookup(table: str, view: View | None = None) -> Reconciler:
+    """A reconciler that finds the row written under the call's idempotency key and answers
+    with the tool's own result shape (``view`` as the tool applies it)."""
     _check_table(table)
 
     def reconcile(ctx: ToolContext) -> dict[str, Any] | None:
         with reading(sandbox_db(ctx)) as conn:
             row = find_by_key(conn, table, ctx.idempotency_key)
-        return result(row, replayed=True) if row is not None else None
+            return keyed_result(conn, row, view, replayed=True) if row is not None else None
 
     return reconcile

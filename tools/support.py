@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tools.records import (
     find_by_key,
     keyed_lookup,
+    keyed_result,
     new_id,
     reading,
     require_key,
@@ -261,11 +262,13 @@ def update_ticket(ctx: ToolContext, args: UpdateTicketArgs) -> dict[str, Any]:
                     key,
                 ),
             )
-        row = stored(conn, "ticket_updates", key)
-        current = _ticket(conn, str(row["ticket_id"]))
-    out = result(row, replayed=prior is not None)
-    out["ticket"] = current
-    return out
+        return keyed_result(conn, stored(conn, "ticket_updates", key), _ticket_now,
+                            replayed=prior is not None)
+
+
+def _ticket_now(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The ticket a ticket update changed, as it stands."""
+    return {"ticket": _ticket(conn, str(row["ticket_id"]))}
 
 
 LOOKUP_CUSTOMER = ToolSpec(
@@ -341,7 +344,7 @@ UPDATE_TICKET = ToolSpec(
     side_effect=SideEffect.WRITE,
     risk=Risk.LOW,
     func=update_ticket,
-    reconcile=keyed_lookup("ticket_updates"),
+    reconcile=keyed_lookup("ticket_updates", _ticket_now),
 )
 
 SUPPORT_TOOLS: tuple[ToolSpec, ...] = (

@@ -32,7 +32,16 @@ from psycopg.rows import dict_row
 from app.api.auth import digest
 from app.runs.run_manager import TERMINAL
 from tests.api.conftest import free_port
-from tests.verify.crash_sweep import KILLED, Forker, Outcome, World, compare, observe
+from tests.verify.crash_sweep import (
+    KILLED,
+    Forker,
+    Kills,
+    Outcome,
+    World,
+    compare,
+    in_flight,
+    observe,
+)
 from tools import sandbox
 
 HEARTBEAT_S, STALL_S = "0.25", "1"  # one worker at a time: small is safe, and each point is fast
@@ -98,6 +107,7 @@ class Run:
     """What happened to the processes of one point."""
 
     kills: list[str] = field(default_factory=list)  # "worker-1", "api-1", ...
+    killed: Kills = field(default_factory=dict)  # their pids, and when each was seen dead
     passes: dict[str, Counter[str]] = field(default_factory=dict)  # per process
     problems: list[str] = field(default_factory=list)
     timeline: list[tuple[str, float]] = field(default_factory=list)  # seconds into the point
@@ -186,6 +196,7 @@ class Cluster:
             if p.rc != KILLED or p.armed is None:
                 raise PointFailed(f"{role}-{p.n} exited {p.rc}: {self._log(p)}")
             run.kills.append(f"{role}-{p.n}@{p.armed}")
+            run.killed[p.pid] = time.time()
             self._mark(f"{role}-{p.n} killed")
             self._spawn(role)
             if role == "api":
@@ -293,6 +304,7 @@ class DistResult:
     problems: list[str]
     seconds: float
     recovery: dict[str, int] = field(default_factory=dict)  # the recovering worker's passes
+    resent: int = 0  # model calls in flight at a kill, asked again after it
 
     def as_json(self) -> str:
         return json.dumps({k: v for k, v in self.__dict__.items() if k != "recovery"})
@@ -311,12 +323,14 @@ def sweep_point(world: World, forkers: tuple[Forker, Forker], plan: Plan,
     began = time.monotonic()
     run = Cluster(world, *forkers, plan).drive()
     points = ([f"api:{plan.api}"] if plan.api else []) + [f"worker:{w}" for w in plan.workers]
-    problems = list(run.problems)
+    problems, resent = list(run.problems), 0
     if not problems:
-        problems = compare(world.task, observe(world), want)
+        got = observe(world)
+        problems = compare(world.task, got, want, run.killed)
+        resent = in_flight(got, run.killed)[0]
     recovery = run.passes.get("worker-2", Counter()) if len(plan.workers) == 1 else Counter()
     return DistResult(world.task.id, points, run.kills, problems,
-                      round(time.monotonic() - began, 2), dict(recovery))
+                      round(time.monotonic() - began, 2), dict(recovery), resent)
 
 
 def unreached(result: DistResult) -> bool:

@@ -5,9 +5,9 @@ its end, approving what it asks for.
 first process records and starts the task; any later one (after a kill) is a restart: the
 expiry sweep and ``RunManager.recover`` exactly as the server's lifespan runs them, then the
 same loop. Pending approvals are decided through the approvals service by an approver of the
-rule's group, as ``POST /v1/approvals/{id}/decision`` would. Every provider call's key is
-appended to ``calls.log`` in the data dir, or to ``FOREMAN_SWEEP_CALLS`` (the truth
-about what was paid for).
+rule's group, as ``POST /v1/approvals/{id}/decision`` would. Every provider call's key and
+the sending pid are appended to ``calls.log`` in the data dir, or to ``FOREMAN_SWEEP_CALLS``
+(the truth about what was paid for).
 
 Exit codes: 0 the run ended (any terminal status), 4 it is stuck (interrupted with nothing
 left to decide, or still active after the loop), 5 no progress within the bound.
@@ -35,7 +35,8 @@ STUCK, NO_PROGRESS = 4, 5
 
 
 class LoggedProvider(ScriptedProvider):
-    """The scripted models, with each call's key appended to a file before it answers."""
+    """The scripted models; each call's key and the sending process's pid are appended to a
+    file before it answers."""
 
     def __init__(self, log: Path, latency_s: float) -> None:
         super().__init__(latency_s=latency_s)
@@ -43,7 +44,7 @@ class LoggedProvider(ScriptedProvider):
 
     async def complete(self, model: object, request: ModelRequest) -> object:  # type: ignore[override]
         with self.log.open("a", encoding="utf-8") as f:
-            f.write(request.call_key + "\n")
+            f.write(f"{request.call_key} {os.getpid()}\n")
         return await super().complete(model, request)  # type: ignore[arg-type]
 
 

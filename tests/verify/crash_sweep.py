@@ -37,6 +37,7 @@ COST_SLACK = 0.05
 # when several start together and no bytecode cache is written.
 STARTUP_S = 600.0
 RESTARTS = 1  # a restart is never armed, so one must finish the run; more would hide a stuck one
+Kills = dict[int, float]  # pid of a killed process -> when it was seen dead (wall clock)
 
 
 @dataclass
@@ -146,11 +147,16 @@ class Forker:
             self._line(60)
             return TIMED_OUT
 
-    def run(self, world: World, env: dict[str, str], log: Path, timeout: float) -> int:
-        """One driver process of ``world`` to its end: its exit code."""
+    def run(self, world: World, env: dict[str, str], log: Path, timeout: float,
+            kills: Kills) -> int:
+        """One driver process of ``world`` to its end: its exit code (a killed one's pid
+        goes into ``kills``)."""
         pid = self.start("driver", [str(world.config), world.task.id, world.thread], env,
                          world.home, log)
-        return self.finish(pid, timeout)
+        rc = self.finish(pid, timeout)
+        if rc == KILLED:
+            kills[pid] = time.time()
+        return rc
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -159,7 +165,7 @@ class Forker:
 
 
 def drive(forker: Forker, world: World, crash_at: str | None = None, count: bool = False,
-          timeout: float = 240) -> tuple[int, str]:
+          timeout: float = 240, kills: Kills | None = None) -> tuple[int, str]:
     """One driver process: killed at ``crash_at``, or counting passes, or plain; its exit
     code and the tail of its log."""
     extra = {"FOREMAN_TESTING": "1"}
@@ -169,7 +175,7 @@ def drive(forker: Forker, world: World, crash_at: str | None = None, count: bool
         extra["FOREMAN_CRASH_COUNT"] = str(world.home / "passes.log")
     log = world.home / "driver.log"
     start = log.stat().st_size if log.exists() else 0
-    rc = forker.run(world, world.env(**extra), log, timeout)
+    rc = forker.run(world, world.env(**extra), log, timeout, {} if kills is None else kills)
     with log.open("rb") as f:
         f.seek(start)
         tail = f.read().decode(errors="replace")[-1500:]
@@ -185,6 +191,8 @@ class Outcome:
     journal: int  # model calls journaled (answered ones)
     cost_usd: float
     paid: Counter[str]  # provider calls per call key, over every process
+    senders: dict[str, list[int]]  # the pids that sent each call key, in order
+    journaled: dict[str, float]  # call key -> when its answer was journaled (first write)
     tools_open: list[str]  # tool calls not DONE, or left for a human
     audit_ok: bool
     audit_missing: int  # audited events without their audit entry
@@ -195,7 +203,11 @@ def observe(world: World) -> Outcome:
     """Read the world's databases after its run ended."""
     effects = world.effects()
     calls = world.data / "calls.log"
-    paid = Counter(calls.read_text().split()) if calls.exists() else Counter()
+    senders: dict[str, list[int]] = {}
+    for line in (calls.read_text().splitlines() if calls.exists() else []):
+        key, pid = line.split()
+        senders.setdefault(key, []).append(int(pid))
+    paid = Counter({k: len(v) for k, v in senders.items()})
     store = Store(open_database(world.database_url, world.data / "foreman.db"))
     try:
         run = store.latest_run(world.key)
@@ -203,6 +215,9 @@ def observe(world: World) -> Outcome:
         journal = store.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(cost_usd), 0) AS usd"
                                  " FROM model_calls WHERE run_id = ? AND outcome = 'ok'",
                                  (run.id,))[0]
+        journaled = {r["call_key"]: float(r["created_at"]) for r in store.db.query(
+            "SELECT call_key, created_at FROM model_calls WHERE run_id = ?"
+            " AND response IS NOT NULL AND response <> 'null'", (run.id,))}
         open_tools = [f"{r['tool']}:{r['status']}" for r in store.db.query(
             "SELECT tool, status, result FROM tool_calls WHERE thread_id = ?",
             (world.key,))
@@ -212,26 +227,48 @@ def observe(world: World) -> Outcome:
         entries = len(store.audit_entries(run.tenant, run.id))
         verified = store.verify_audit()
         return Outcome(effects, (run.status, run.stop_reason), int(journal["n"]),
-                       round(float(journal["usd"]), 9), paid, open_tools, verified.ok,
-                       audited - entries)
+                       round(float(journal["usd"]), 9), paid, senders, journaled, open_tools,
+                       verified.ok, audited - entries)
     finally:
         store.close()
 
 
-def compare(task: Task, got: Outcome, want: Outcome) -> list[str]:
-    """Every way a crashed-and-resumed run differs from the uninterrupted one."""
+def in_flight(got: Outcome, kills: Kills) -> tuple[int, list[str]]:
+    """Split the call keys sent more than once: re-sends of a call that was in flight when
+    its process was killed (its answer died with the process: it must be asked again), and
+    keys paid twice. A key is paid twice when a live process sent it more than once, a
+    killed process sent it twice, or it was sent again although its answer had been
+    journaled before the kill."""
+    resent, twice = 0, []
+    for key, pids in got.senders.items():
+        if len(pids) < 2:
+            continue
+        killed = [p for p in pids if p in kills]
+        at = got.journaled.get(key)
+        lost = (len(pids) - len(killed) <= 1 and len(set(killed)) == len(killed)
+                and all(at is None or at > kills[p] for p in killed))
+        if lost:
+            resent += len(pids) - 1
+        else:
+            twice.append(key)
+    return resent, sorted(twice)
+
+
+def compare(task: Task, got: Outcome, want: Outcome, kills: Kills) -> list[str]:
+    """Every way a crashed-and-resumed run differs from the uninterrupted one (``kills``:
+    the processes killed on the way, whose in-flight calls are asked again)."""
     problems = []
     for sql, g, w in zip(task.effects, got.effects, want.effects, strict=True):
         if g != w:
             problems.append(f"side effects differ ({sql}): {g} != {w}")
     if got.status != want.status:
         problems.append(f"run ended {got.status}, uninterrupted {want.status}")
-    twice = sorted(k for k, n in got.paid.items() if n > 1)
+    resent, twice = in_flight(got, kills)
     if twice:
         problems.append(f"model calls paid twice: {twice}")
-    if sum(got.paid.values()) != sum(want.paid.values()):
+    if sum(got.paid.values()) != sum(want.paid.values()) + resent:
         problems.append(f"{sum(got.paid.values())} provider calls, uninterrupted "
-                        f"{sum(want.paid.values())}")
+                        f"{sum(want.paid.values())}, {resent} in flight at a kill")
     # The cost may differ by a few prompt tokens, never by a call: a restarted run's tool
     # results say they were replayed or reconciled, and the model reads that.
     if got.journal != want.journal or abs(got.cost_usd - want.cost_usd) > COST_SLACK * \
@@ -266,6 +303,7 @@ class PointResult:
     restarts: int
     problems: list[str]
     seconds: float
+    resent: int = 0  # model calls in flight at the kill, asked again after it
 
     def as_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -276,7 +314,8 @@ def sweep_point(forker: Forker, world: World, site: str, n: int,
     """Kill a fresh process at the n-th pass of ``site``, restart until the run ends,
     compare with the uninterrupted run."""
     began = time.monotonic()
-    rc, log = drive(forker, world, crash_at=f"{site}:{n}")
+    kills: Kills = {}
+    rc, log = drive(forker, world, crash_at=f"{site}:{n}", kills=kills)
     killed = rc == KILLED
     problems: list[str] = []
     if not killed and rc != 0:
@@ -284,10 +323,13 @@ def sweep_point(forker: Forker, world: World, site: str, n: int,
     restarts = 0
     while rc != 0 and restarts < RESTARTS and not problems:
         restarts += 1
-        rc, log = drive(forker, world)
+        rc, log = drive(forker, world, kills=kills)
         if rc != 0:
             problems.append(f"restart {restarts} exited {rc}: {log[-800:]}")
+    resent = 0
     if not problems:
-        problems = compare(world.task, observe(world), want)
+        got = observe(world)
+        problems = compare(world.task, got, want, kills)
+        resent = in_flight(got, kills)[0]
     return PointResult(world.task.id, site, n, killed, restarts, problems,
-                       round(time.monotonic() - began, 2))
+                       round(time.monotonic() - began, 2), resent)
