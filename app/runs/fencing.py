@@ -3,7 +3,8 @@
 ``FencedStore`` is what the runner hands the run's journal, tool-call ledger, events and
 status updates. Each write checks the epoch in its own transaction (``Store.fence`` or a
 conditional update) and raises ``LeaseLost`` once another owner has claimed the run, so a
-stale owner cannot commit a model call, a tool result, an event or a status; its
+stale owner cannot commit a model call, a tool result, an event or a status; the journal
+read before each model call checks it too, so a stale owner stops before it pays; its
 ``checkpoint_fence`` is what the run's LangGraph checkpoint writes check likewise.
 """
 
@@ -71,6 +72,21 @@ class FencedStore(Store):
             self.fence(c, self.claim.run_id, self.epoch)
             c.run("UPDATE tool_calls SET status = 'DONE', ok = ?, result = ?, finished_at = ?"
                   " WHERE key = ?", (int(ok), json.dumps(result, default=str), time.time(), key))
+
+    def journal_get(self, run_id: str, call_key: str) -> dict[str, Any] | None:
+        """The journal's answer to a call of the claimed run, read with the run's epoch in
+        the same query: a stale owner learns it lost the run here, before it sends (and pays
+        for) a call the new owner makes too."""
+        if not self._mine(run_id):
+            return super().journal_get(run_id, call_key)
+        row = self.db.one("SELECT r.epoch AS epoch, m.response AS response FROM runs r"
+                          " LEFT JOIN model_calls m ON m.run_id = r.id AND m.call_key = ?"
+                          " WHERE r.id = ?", (call_key, run_id))
+        if row is None or int(row["epoch"]) != self.epoch:
+            raise LeaseLost(f"run {run_id} is no longer held at epoch {self.epoch}: "
+                            "model call not sent")
+        data = json.loads(row["response"]) if row["response"] else None
+        return data if isinstance(data, dict) else None
 
     def ledger_put(self, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
         """A journal row of the claimed run, only while the claim holds."""

@@ -60,6 +60,7 @@ class Worker:
                               retry_exceptions={StorageError})
         self.app.task(name=TASK_NAME, queue=QUEUE, pass_context=True, retry=retry)(self._job)
         self.finished: list[str] = []
+        self._driving: dict[str, int] = {}  # run id -> id of the job driving it here
         self.install_signals = install_signals
         self.ready = asyncio.Event()  # set once the worker is about to take jobs
 
@@ -94,6 +95,11 @@ class Worker:
             try:
                 for job in await manager.get_stalled_jobs(
                         task_name=TASK_NAME, seconds_since_heartbeat=self.cfg.stall_timeout_s):
+                    if job.id in self._driving.values():
+                        # Its own job: this process is alive (it is checking), only its
+                        # heartbeat was late (a busy loop); putting it back would start a
+                        # second attempt of the run beside the first.
+                        continue
                     log.warning("job of a stalled worker goes back to the queue",
                                 extra={"status": f"job={job.id}"})
                     await manager.retry_job(job)
@@ -115,6 +121,11 @@ class Worker:
         if run.status not in ACTIVE:
             log.info("run is %s; its job has nothing to do", run.status)
             return
+        if run.id in self._driving:
+            # Another worker put this job back while this process still drives the run
+            # (its heartbeat was late): one attempt is enough.
+            log.warning("job of a run this worker is already driving is dropped")
+            return
         if action == "execute" and self.store.queued_behind(run):
             # multitask_strategy=enqueue behind a pending approval (or a run ahead): the
             # same job again later, so the decision's resume job goes first.
@@ -130,9 +141,11 @@ class Worker:
         if self.store.cancel_requested(run.id):
             self._cancelled(run, claim)
             return
+        self._driving[run.id] = context.job.id or 0
         try:
             await self._drive(context, run, claim, action, decisions)
         finally:
+            del self._driving[run.id]
             self.publisher.mark(run.id)
 
     async def _drive(self, context: JobContext, run: RunRow, claim: Claim, action: Action,

@@ -48,6 +48,9 @@ def test_claims_takeover_refuses_every_write_of_the_old_claim(store: Store) -> N
         old.tool_done("t-1:call-1", True, {"refund_id": "stale"})
     with pytest.raises(LeaseLost):
         old.ledger_put(_ledger_row("plan"), {"content": "stale"})
+    with pytest.raises(LeaseLost, match="model call not sent"):
+        old.journal_get("r-1", "plan")  # read before a call: the stale owner stops unpaid
+    assert new.journal_get("r-1", "plan") is None
 
     new.append_event("r-1", "run_resumed", {"by": "w2"})
     new.tool_done("t-1:call-1", True, {"refund_id": "R-1"})
@@ -59,6 +62,7 @@ def test_claims_takeover_refuses_every_write_of_the_old_claim(store: Store) -> N
     assert store.event_epochs("r-1") == [(1, 1), (2, 2)]
     assert store.tool_get("t-1:call-1")["result"] == {"refund_id": "R-1"}  # type: ignore[index]
     assert store.journal_get("r-1", "plan") == {"content": "fresh"}
+    assert new.journal_get("r-1", "plan") == {"content": "fresh"}
     assert store.heartbeat(first) == "lost" and store.heartbeat(second) == "held"
 
 

@@ -19,9 +19,9 @@ its counted passes, the next worker takes the stalled job over after the (small)
 timeout and finishes; double-crash points kill the recovering worker too, at a pass of its
 own recovery (sampled by seed from what the single-crash points' recovering workers
 counted), and a third worker finishes. Same comparison, with the uninterrupted run on the
-cluster. `make verify` sweeps 48 single and 20 double points; `make test` one worker point of
-the refund task, no API and no double point (the open duplicates of docs/reliability.md,
-"What the sweep does not show", show in `make verify`).
+cluster (a model call in flight when its process was killed is asked again; any other call
+sent twice is paid twice). `make verify` sweeps 48 single and 20 double points; `make test`
+one worker point, one API point and one double point of the refund task.
 """
 
 from __future__ import annotations
@@ -180,7 +180,13 @@ def sweep(forkers: queue.Queue[Forker], crm: Crm, home: Path, quota: int,
         for t, (passes, want) in baselines.items():
             assert want.status == ("success", "satisfied"), (t, want.status)
             assert any(want.effects), f"{t}: the uninterrupted run changed nothing"
-            plan.extend((t, site, n) for site, n in select(passes, quota))
+            points = select(passes, quota)
+            # The last write of a task, whose ledger row is the run's last record of it:
+            # a point the middle-first order reaches late (a repeat was found there).
+            last = ("tool.applied", passes.get("tool.applied", 0))
+            if last[1] and last not in points:
+                points.append(last)
+            plan.extend((t, site, n) for site, n in points)
         results = list(pool.map(one, plan))
     assert len(results) == len(plan)
     return results, {t: b[0] for t, b in baselines.items()}
@@ -288,21 +294,19 @@ def test_crash_sweep_distributed_a_killed_worker_is_taken_over_to_the_same_outco
             worker = crash_cluster.passes_of(run, "worker")
             plan += [(t, Plan(workers=(f"{s}:{n}",))) for s, n in select(worker, quota)]
             api = crash_cluster.passes_of(run, "api")
-            plan += [(t, Plan(api=f"{s}:{n}")) for s, n in select(api, scale(fast=0, full=1))]
+            plan += [(t, Plan(api=f"{s}:{n}")) for s, n in select(api, 1)]
         singles = list(pool.map(one, plan))
         doubles = [(t, Plan(workers=(a, b))) for t, a, b in
-                   second_crashes(singles, scale(fast=0, full=20))]
+                   second_crashes(singles, scale(fast=1, full=20))]
         double_results = list(pool.map(one, doubles))
     seconds = time.monotonic() - began
     passes = {t: {k: dict(v) for k, v in b[0].passes.items()} for t, b in baselines.items()}
     for name, results in (("crash sweep (distributed, killed worker or API)", singles),
                           ("crash sweep (distributed, a second crash during recovery)",
                            double_results)):
-        if not results:  # the fast slice has no double-crash points
-            continue
         dist_report(name, results, passes, seconds, len(tasks))
     assert len(singles) >= scale(fast=1, full=48)
-    assert len(double_results) >= scale(fast=0, full=20)
+    assert len(double_results) >= scale(fast=1, full=20)
 
 
 def dist_report(name: str, results: list[DistResult], passes: dict[str, Any],
