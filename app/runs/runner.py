@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -322,6 +323,14 @@ class Runner:
                      "args_sha256": row["args_sha256"], "requester": run.created_by,
                      "description": row["description"], "expires_at": row["expires_at"]}
             seq = store.record_approval(row, event)
+            held = store.get_approval(row["id"]) if seq is None else None
+            if held is not None and held.interrupt_id != p.id:
+                # The same call and arguments asked again by a new pause, after the first
+                # approval of them was settled: a new approval, or the pause would wait on
+                # one nobody can decide any more.
+                row["id"] = event["approval_id"] = hashlib.sha256(
+                    f"{held.id}:{p.id}".encode()).hexdigest()[:20]
+                seq = store.record_approval(row, event)
             if seq is not None:
                 events.notify(seq, "approval_requested", event)
 

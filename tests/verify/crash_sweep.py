@@ -58,8 +58,10 @@ class World:
     @property
     def thread(self) -> str:
         """Of one length in every world: thread ids reach prompts (an MCP result echoes its
-        idempotency key), and the same run must cost the same in each."""
-        return f"t-{self.task.id}-{hashlib.sha256(self.home.name.encode()).hexdigest()[:12]}"
+        idempotency key), and the same run must cost the same in each. From the whole path:
+        the CRM server is shared by every sweep of a session, and two sweeps' worlds of one
+        name (``crm-baseline``) must not see each other's credits."""
+        return f"t-{self.task.id}-{hashlib.sha256(str(self.home).encode()).hexdigest()[:12]}"
 
     @property
     def key(self) -> str:

@@ -113,11 +113,16 @@ class ApprovalsMachine(RuleBasedStateMachine):
         value = interrupt_value({"id": call_id, "name": tool, "arguments": ""}, spec, args,
                                 verdict, "billing", thread.run.thread_id)
         iid = interrupt or self.new_id()
-        thread.pending = {iid: value}
         self.runner._record_pause(self.store, thread.run, [Interrupt(iid, value)], {}, 0.0,
                                   RunEvents(self.store, thread.run.id))
-        row = self.store.get_approval(value["approval_id"])
-        assert row is not None and row.status == "pending" and row.rule == verdict.rule
+        # The pause's approval: the one of this interrupt and these arguments (a new id when
+        # the same call and arguments were approved or expired under another interrupt).
+        rows = [r for r in self.store.run_approvals(thread.run.id)
+                if r.interrupt_id == iid and r.args_sha256 == value["args_sha256"]]
+        assert len(rows) == 1, rows
+        row = rows[0]
+        assert row.status == "pending" and row.rule == verdict.rule, row
+        thread.pending = {iid: {**value, "approval_id": row.id}}
         ask = Ask(row.id, thread.tenant, thread.run.thread_id, iid, thread.run.created_by or "",
                   tool, verdict.rule, group, row.args_sha256, row.expires_at or 0.0)
         self.all[ask.id] = ask
@@ -311,6 +316,9 @@ class ApprovalsMachine(RuleBasedStateMachine):
         thread = self.runner.threads[data.draw(st.sampled_from(waiting))]
         (iid, old), = thread.pending.items()
         args = {**old["action_request"]["args"], "amount_usd": amount}
+        if same_interrupt and any(r.interrupt_id == iid and r.args_sha256 == args_sha256(args)
+                                  for r in self.store.run_approvals(thread.run.id)):
+            return  # back to arguments this pause had: its decision there still applies
         if args_sha256(args) != old["args_sha256"]:
             self._ask(thread, "issue_refund", args, old["tool_call_id"],
                       iid if same_interrupt else None)
@@ -396,3 +404,41 @@ def test_approvals_state_machine_keeps_its_promises() -> None:
            "in two tenants: one decision per approval, args-hash binding, no self-approval, "
            "groups and admin override held, tenant isolation, every decision and refusal "
            f"audited; outcomes (steps): {seen}")
+
+
+def test_a_call_asked_again_by_a_new_pause_after_its_approval_expired_gets_a_new_one(
+        tmp_path: Path) -> None:
+    """The counterexample the machine found: the same call and arguments paused again under
+    a new interrupt once their approval had expired waited on that expired approval."""
+    settings, gate, registry = world()
+    store = Store(open_database(None, tmp_path / "foreman.db"))
+    runner = CheckpointRunner(settings, store, None, None, gate, registry)  # type: ignore[arg-type]
+    store.create_thread("t-1", "acme")
+    store.create_run("r-1", "t-1", "support", "refund it", tenant="acme", created_by="alice")
+    run = store.get_run("r-1")
+    assert run is not None
+    args = {"order_id": "O-5002", "amount_usd": 120.0, "reason": "broken"}
+    verdict = gate.check(GateRequest(team="support", agent="billing", tool="issue_refund",
+                                     args=args, side_effect=registry.get("issue_refund")
+                                     .side_effect, risk=registry.get("issue_refund").risk,
+                                     thread_id="t-1", tenant="acme"))
+    value = interrupt_value({"id": "call-1", "name": "issue_refund", "arguments": ""},
+                            registry.get("issue_refund"), args, verdict, "billing", "t-1")
+
+    def pause(interrupt: str) -> None:
+        runner._record_pause(store, run, [Interrupt(interrupt, value)], {}, 0.0,
+                             RunEvents(store, run.id))
+
+    pause("i-1")
+    store.settle_approval(value["approval_id"], "expired", "reject", "system:expiry",
+                          "expired", {"approval_id": value["approval_id"]})
+    pause("i-1")  # the same pause again (a restart): still the one, settled, approval
+    pause("i-2")
+    pause("i-2")
+    rows = store.run_approvals("r-1")
+    assert [(r.interrupt_id, r.status) for r in rows] == [("i-1", "expired"), ("i-2", "pending")]
+    assert rows[1].id != value["approval_id"] and rows[1].args_sha256 == value["args_sha256"]
+    requested = [e["data"]["approval_id"] for e in store.events("r-1")
+                 if e["type"] == "approval_requested"]
+    assert requested == [rows[0].id, rows[1].id]
+    store.close()

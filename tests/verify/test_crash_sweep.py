@@ -214,7 +214,8 @@ def report(name: str, results: list[PointResult], passes: dict[str, Any],
            "effects and provider calls as an uninterrupted run (no duplicate, none lost, no "
            "call paid twice), no tool call left open, the audit chain verifies, the run "
            "ends; 4 tasks (refund and scale-out "
-           f"with approval, lookup and reply, an MCP credit), points per site: {sites}")
+           f"with approval, lookup and reply, an MCP credit), points per site: {sites}; "
+           f"model calls in flight at the kill and asked again: {sum(r.resent for r in results)}")
     assert not failed, "\n".join(f"{r.task} {r.site}:{r.n}: {r.problems}" for r in failed)
     assert not unreached, [f"{r.task} {r.site}:{r.n}" for r in unreached]
 
@@ -331,6 +332,7 @@ def dist_report(name: str, results: list[DistResult], passes: dict[str, Any],
            "worker (or API) at the n-th pass of a durable write; the next worker takes the "
            "stalled job over after the stall timeout and finishes; the same side effects and "
            "provider calls as an uninterrupted run on the cluster, no tool call left open, "
-           f"the audit chain verifies, the run ends; {tasks} tasks, points per site: {sites}")
+           f"the audit chain verifies, the run ends; {tasks} tasks, points per site: {sites}; "
+           f"model calls in flight at a kill and asked again: {sum(r.resent for r in results)}")
     assert not failed, "\n".join(f"{r.task} {r.points}: {r.problems}" for r in failed)
     assert not unreached, [f"{r.task} {r.points} killed {r.kills}" for r in unreached]
