@@ -29,7 +29,10 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self.db = db
         self.clock = clock
-        with db.schema_lock(), db.tx() as c:
+        db.schema_once("rate_buckets", SCHEMA, self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self.db.tx() as c:
             c.run(SCHEMA)
 
     def take(self, tenant: str) -> None:

@@ -60,9 +60,12 @@ class TenantSpend:
         self.hold_ttl_s = hold_ttl_s
         self._read: dict[str, tuple[float, float, float]] = {}  # tenant: (at, day, usd)
         if limit_usd is not None:
-            with store.db.schema_lock(), store.db.tx() as c:
-                for statement in SCHEMA:
-                    c.run(statement)
+            store.db.schema_once("spend_holds", SCHEMA, self._create_schema)
+
+    def _create_schema(self) -> None:
+        with self.store.db.tx() as c:
+            for statement in SCHEMA:
+                c.run(statement)
 
     def spent(self, tenant: str) -> float:
         """Settled cost of the tenant's calls since UTC midnight (cached briefly)."""

@@ -117,10 +117,13 @@ def deliveries(db: Database, run_id: str) -> list[dict[str, Any]]:
 
 
 def ensure_schema(db: Database) -> None:
-    """Create the delivery log (idempotent)."""
-    with db.tx() as c:
-        for statement in SCHEMA:
-            c.run(statement)
+    """Create the delivery log (once per definition: ``Database.schema_once``)."""
+    def create() -> None:
+        with db.tx() as c:
+            for statement in SCHEMA:
+                c.run(statement)
+
+    db.schema_once("webhooks", SCHEMA, create)
 
 
 def check_secrets(settings: Settings) -> None:

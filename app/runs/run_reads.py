@@ -39,10 +39,13 @@ class RunReads:
                  tools: Callable[[str], ToolSpec | None] | None = None) -> None:
         self.store = store
         self.tools = tools  # the process's tool registry (packs, MCP), else the bundled ones
-        with store.db.tx() as c:
+        store.db.schema_once("run_reads", INDEXES, self._create_indexes)
+        ensure_schema(store.db)  # the console shows a run's webhook deliveries
+
+    def _create_indexes(self) -> None:
+        with self.store.db.tx() as c:
             for statement in INDEXES:
                 c.run(statement)
-        ensure_schema(store.db)  # the console shows a run's webhook deliveries
 
     def page(self, tenant: str, *, status: str | None = None, team: str | None = None,
              limit: int = 25, offset: int = 0) -> RunPage:

@@ -7,10 +7,12 @@ across an ``await``.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +56,14 @@ class Database(ABC):
     def schema_lock(self) -> AbstractContextManager[None]:
         """Held while the schema is created or migrated (a no-op for one SQLite process)."""
         return nullcontext()
+
+    def schema_once(self, part: str, definition: object, apply: Callable[[], None]) -> None:
+        """Run ``apply`` (the DDL of ``part``) unless this database already has ``part`` as
+        ``definition`` describes it. SQLite: always (its DDL is cheap and one process owns
+        it). PostgreSQL: once per definition, recorded in ``foreman_schema`` — a process
+        that starts while others write takes no table lock for DDL that is already there
+        (``CREATE INDEX IF NOT EXISTS`` locks its table before it looks)."""
+        apply()
 
     @abstractmethod
     def columns(self, table: str) -> set[str]:
@@ -162,6 +172,29 @@ class PostgresDatabase(Database):
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(7310000)")
+
+    def schema_once(self, part: str, definition: object, apply: Callable[[], None]) -> None:
+        fingerprint = hashlib.sha256(repr(definition).encode()).hexdigest()[:16]
+        if self._has_schema(part, fingerprint):
+            return
+        with self.schema_lock():
+            if self._has_schema(part, fingerprint):  # another process did it meanwhile
+                return
+            apply()
+            with self.tx() as c:
+                c.run("CREATE TABLE IF NOT EXISTS foreman_schema (part TEXT PRIMARY KEY,"
+                      " fingerprint TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+                c.run("INSERT INTO foreman_schema (part, fingerprint, applied_at)"
+                      " VALUES (?, ?, ?) ON CONFLICT (part) DO UPDATE"
+                      " SET fingerprint = excluded.fingerprint, applied_at = excluded.applied_at",
+                      (part, fingerprint, time.time()))
+
+    def _has_schema(self, part: str, fingerprint: str) -> bool:
+        with self.tx() as c:
+            if not c.run("SELECT to_regclass('foreman_schema') IS NOT NULL AS ok")[0]["ok"]:
+                return False
+            return bool(c.run("SELECT 1 AS ok FROM foreman_schema WHERE part = ?"
+                              " AND fingerprint = ?", (part, fingerprint)))
 
     @contextmanager
     def tx(self) -> Iterator[Cursor]:

@@ -16,15 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import Conflict
-from app.governance.approval_store import ApprovalRow, ApprovalRows
-from app.governance.audit import AuditLog, audit_entry
-from app.governance.killswitch import SwitchRows
+from app.governance.approval_store import APPROVAL_SCHEMA, ApprovalRow, ApprovalRows
+from app.governance.audit import (
+    AUDIT_SCHEMA,
+    POSTGRES_TRIGGERS,
+    SQLITE_TRIGGERS,
+    AuditLog,
+    audit_entry,
+)
+from app.governance.killswitch import SWITCH_SCHEMA, SwitchRows
 from app.runs import crashpoints
 from app.runs.claims import LeaseLost, RunClaims
-from app.storage.cost_ledger import CostLedger, LedgerRow, Totals
+from app.storage.cost_ledger import SPEND_SCHEMA, CostLedger, LedgerRow, Totals
 from app.storage.db import Cursor, Database, Row
 from app.storage.thread_keys import local_id
-from app.storage.thread_rows import ThreadRow, ThreadRows
+from app.storage.thread_rows import (
+    THREAD_INDEXES,
+    THREAD_MIGRATION,
+    THREAD_SCHEMA,
+    ThreadRow,
+    ThreadRows,
+)
 
 __all__ = ["ApprovalRow", "LedgerRow", "RunRow", "Store", "ThreadRow", "Totals"]
 
@@ -109,6 +121,11 @@ INDEXES = [
 BACKFILL = {("runs", "last_seq"): "UPDATE runs SET last_seq = COALESCE((SELECT MAX(seq)"
                                   " FROM events WHERE events.run_id = runs.id), 0)"}
 ACTIVE = ("pending", "running")
+# Everything the store's start creates: a database that has it as written here is not
+# touched again (``Database.schema_once``).
+STORE_DDL = (SCHEMA, ADDED_COLUMNS, INDEXES, BACKFILL, THREAD_SCHEMA, THREAD_MIGRATION,
+             THREAD_INDEXES, APPROVAL_SCHEMA, AUDIT_SCHEMA, POSTGRES_TRIGGERS, SQLITE_TRIGGERS,
+             SWITCH_SCHEMA, SPEND_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -138,26 +155,29 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        with db.schema_lock():  # processes starting together on one Postgres take turns
-            self._thread_schema()
-            with db.tx() as c:
-                for statement in SCHEMA:
-                    c.run(statement)
-            for table, cols in ADDED_COLUMNS.items():
-                have = db.columns(table)
-                for name, ddl in cols.items():
-                    if name not in have:
-                        with db.tx() as c:
-                            c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
-                            if (table, name) in BACKFILL:
-                                c.run(BACKFILL[table, name])
-            with db.tx() as c:
-                for statement in INDEXES:  # on added columns, so after the migration
-                    c.run(statement)
-            self._approval_schema()
-            self._audit_schema()
-            self._switch_schema()
-            self._spend_schema()
+        db.schema_once("store", STORE_DDL, self._create_schema)
+
+    def _create_schema(self) -> None:
+        db = self.db
+        self._thread_schema()
+        with db.tx() as c:
+            for statement in SCHEMA:
+                c.run(statement)
+        for table, cols in ADDED_COLUMNS.items():
+            have = db.columns(table)
+            for name, ddl in cols.items():
+                if name not in have:
+                    with db.tx() as c:
+                        c.run(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+                        if (table, name) in BACKFILL:
+                            c.run(BACKFILL[table, name])
+        with db.tx() as c:
+            for statement in INDEXES:  # on added columns, so after the migration
+                c.run(statement)
+        self._approval_schema()
+        self._audit_schema()
+        self._switch_schema()
+        self._spend_schema()
 
     def close(self) -> None:
         """Close the database."""
