@@ -323,7 +323,7 @@ class Runner:
                      "args_sha256": row["args_sha256"], "requester": run.created_by,
                      "description": row["description"], "expires_at": row["expires_at"]}
             seq = store.record_approval(row, event)
-            held = store.get_approval(row["id"]) if seq is None else None
+            held = store.get_approval(str(row["id"])) if seq is None else None
             if held is not None and held.interrupt_id != p.id:
                 # The same call and arguments asked again by a new pause, after the first
                 # approval of them was settled: a new approval, or the pause would wait on
