@@ -325,9 +325,10 @@ class Runner:
             seq = store.record_approval(row, event)
             held = store.get_approval(str(row["id"])) if seq is None else None
             if held is not None and held.interrupt_id != p.id:
-                # The same call and arguments asked again by a new pause, after the first
-                # approval of them was settled: a new approval, or the pause would wait on
-                # one nobody can decide any more.
+                # The same call and arguments asked again by a new pause, while their
+                # approval belongs to another interrupt (settled, or left by a pause the run
+                # no longer waits on): a new approval, or this pause would wait on one whose
+                # decision cannot reach it.
                 row["id"] = event["approval_id"] = hashlib.sha256(
                     f"{held.id}:{p.id}".encode()).hexdigest()[:20]
                 seq = store.record_approval(row, event)
