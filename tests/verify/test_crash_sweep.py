@@ -285,7 +285,7 @@ def test_crash_sweep_distributed_a_killed_worker_is_taken_over_to_the_same_outco
         with borrow_pair(forkers) as pair:
             return crash_cluster.sweep_point(world(t, name), pair, plan, baselines[t][1])
 
-    quota = scale(fast=1, full=11)
+    quota = scale(fast=1, full=12)
     with ThreadPoolExecutor(PARALLEL) as pool:
         baselines = dict(zip(tasks, pool.map(base, tasks), strict=True))
         plan: list[tuple[str, Plan]] = []
