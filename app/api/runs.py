@@ -30,35 +30,12 @@ router = APIRouter(tags=["runs"])
 async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate,
                  interactive: bool = True) -> RunRow:
     """Start (or resume) a run as the body asks, after auth and state checks (a background
-    run, ``interactive=False``, queues behind the runs that clients wait for)."""
-    store = api.services.store
-    if body.if_not_exists == "create" and store.get_thread(principal.tenant, thread_id) is None:
-        if not principal.has("requester"):
-            raise Forbidden("creating a thread needs role requester")
-        api.thread_id_ok(thread_id)
-        store.create_thread(thread_id, principal.tenant)
-    key = api.thread(thread_id, principal).key  # the thread's name in every table
-    team = api.team_of(body.assistant_id)
-    if body.multitask_strategy == "rollback":
-        raise InvalidRequest("multitask_strategy rollback is not supported",
-                             field="multitask_strategy")
+    run, ``interactive=False``, queues behind the runs that clients wait for). The checks'
+    database reads run off the event loop, and so does the start in distributed mode."""
+    key, team, task = await api.off_loop(_admit, api, principal, thread_id, body)
     resuming = body.command is not None and body.command.resume is not None
-    task = ""
-    if not resuming:  # every check before anything is cancelled, stored or started
-        if not principal.has("requester"):
-            raise Forbidden("starting a run needs role requester")
-        if body.input is None:
-            raise InvalidRequest("send input (a new task) or command.resume", field="input")
-        task = task_from_input(body.input)
-        if body.multitask_strategy != "enqueue":  # enqueue waits behind the approval
-            api.services.approvals.check_no_pending(key)
-        cap = api.services.settings.budgets.run_usd
-        if body.budget_usd is not None and cap is not None and body.budget_usd > cap:
-            raise InvalidRequest(f"budget_usd may lower the configured run budget (${cap}), "
-                                 "not raise it; a run that needs more asks for a budget "
-                                 "extension", field="budget_usd")
     if body.multitask_strategy == "interrupt":
-        for run in store.thread_runs(key):
+        for run in await api.off_loop(api.services.store.thread_runs, key):
             if run.status in ACTIVE:
                 await api.manager.cancel(run.id, wait=True)
     enqueue = body.multitask_strategy == "enqueue"
@@ -74,10 +51,42 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
     if body.webhook is not None:
         metadata["webhook"] = check_url(body.webhook, allow_private=api.services.settings
                                         .webhooks.allow_private_targets)
-    return api.manager.start(task=task, team=team, thread_id=key,
-                             tenant=principal.tenant, created_by=principal.name,
-                             metadata=metadata, enqueue=enqueue, shadow=body.mode == "shadow",
-                             interactive=interactive)
+    return await api.manager.astart(task=task, team=team, thread_id=key,
+                                    tenant=principal.tenant, created_by=principal.name,
+                                    metadata=metadata, enqueue=enqueue,
+                                    shadow=body.mode == "shadow", interactive=interactive)
+
+
+def _admit(api: Api, principal: Principal, thread_id: str,
+           body: RunCreate) -> tuple[str, str, str]:
+    """Every check before anything is cancelled, stored or started: (the thread's key, the
+    team, the task; empty when resuming)."""
+    store = api.services.store
+    if body.if_not_exists == "create" and store.get_thread(principal.tenant, thread_id) is None:
+        if not principal.has("requester"):
+            raise Forbidden("creating a thread needs role requester")
+        api.thread_id_ok(thread_id)
+        store.create_thread(thread_id, principal.tenant)
+    key = api.thread(thread_id, principal).key  # the thread's name in every table
+    team = api.team_of(body.assistant_id)
+    if body.multitask_strategy == "rollback":
+        raise InvalidRequest("multitask_strategy rollback is not supported",
+                             field="multitask_strategy")
+    if body.command is not None and body.command.resume is not None:
+        return key, team, ""
+    if not principal.has("requester"):
+        raise Forbidden("starting a run needs role requester")
+    if body.input is None:
+        raise InvalidRequest("send input (a new task) or command.resume", field="input")
+    task = task_from_input(body.input)
+    if body.multitask_strategy != "enqueue":  # enqueue waits behind the approval
+        api.services.approvals.check_no_pending(key)
+    cap = api.services.settings.budgets.run_usd
+    if body.budget_usd is not None and cap is not None and body.budget_usd > cap:
+        raise InvalidRequest(f"budget_usd may lower the configured run budget (${cap}), "
+                             "not raise it; a run that needs more asks for a budget "
+                             "extension", field="budget_usd")
+    return key, team, task
 
 
 class QueuedResume:

@@ -75,6 +75,11 @@ class QueuedRunManager(RunManager):
             then=lambda c: self.queue.enqueue_in(c, run_id, thread_id, "execute",
                                                  priority=priority))
 
+    async def astart(self, **kwargs: Any) -> RunRow:
+        """:meth:`start` off the API's event loop: it is database work only (the run's row
+        and its job in one transaction), so other requests go on while it commits."""
+        return await asyncio.to_thread(lambda: self.start(**kwargs))
+
     def check(self, run: RunRow) -> None:
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""
         self.switch.admit(run.tenant, new_run=False)
@@ -106,23 +111,32 @@ class QueuedRunManager(RunManager):
                 await asyncio.wait_for(waiter.wait(), min(POLL_S, left))
 
     async def cancel(self, run_id: str, wait: bool = False) -> RunRow:
-        """Stop a queued or running run wherever it executes; it keeps its checkpoints."""
+        """Stop a queued or running run wherever it executes; it keeps its checkpoints.
+        The database work runs off the API's event loop."""
+        run, stopped_here = await asyncio.to_thread(self._request_cancel, run_id)
+        if stopped_here:
+            self.broker.notify(run_id)
+        if wait and run.status in ACTIVE:
+            return await self.wait(run_id, self.services.settings.runs.wait_timeout_s)
+        return run
+
+    def _request_cancel(self, run_id: str) -> tuple[RunRow, bool]:
+        """Flag the run, abort its job; (the run as it is now, whether the cancel was
+        recorded here because no worker holds the run)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}")
         if run.status in TERMINAL:
             raise Conflict(f"run {run_id} already finished ({run.status})")
         if run.status not in ACTIVE:
-            return run
+            return run, False
         self.store.set_cancel_requested(run_id)
         job_id = self.store.run_job_id(run_id)
         status = self.queue.abort(job_id) if job_id is not None else None
-        if status != "doing":  # no worker holds it: record the cancel here
+        stopped_here = status != "doing"
+        if stopped_here:  # no worker holds it: record the cancel here
             self._mark_cancelled(run_id)
-            self.broker.notify(run_id)
-        if wait:
-            return await self.wait(run_id, self.services.settings.runs.wait_timeout_s)
-        return self.store.get_run(run_id) or run
+        return self.store.get_run(run_id) or run, stopped_here
 
     # lifecycle
     def recover(self) -> list[str]:

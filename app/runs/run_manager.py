@@ -110,6 +110,10 @@ class RunManager:
                     fresh=True)
         return run
 
+    async def astart(self, **kwargs: Any) -> RunRow:
+        """:meth:`start` from a route: here on the loop, as the run's task is spawned on it."""
+        return self.start(**kwargs)
+
     # resuming with decisions (the approvals service calls these: see app.governance.approvals)
     def check(self, run: RunRow) -> None:
         """Raise ``Conflict`` when the run's thread cannot take a resume now."""

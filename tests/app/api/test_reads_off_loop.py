@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api.app import create_app
+from app.config.ops_config import QueueConfig
 from app.config.settings import Settings
+from tests.conftest import make_settings
 
 
 @pytest.fixture
@@ -63,3 +66,30 @@ def test_reads_off_loop_a_stuck_read_does_not_hold_the_loop(
         reader.join(30)
     assert answers == [200]
     assert where and all(w.startswith("store-read") for w in where)
+
+
+def test_distributed_start_off_loop_a_stuck_insert_does_not_hold_the_loop(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API replica that executes no runs starts one without blocking its loop: while the
+    run's insert is stuck in the database, other requests are answered."""
+    settings = make_settings(tmp_path / "data", database_url=pg_url,
+                             queue=QueueConfig(api_executes=False))
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+        thread_id = client.post("/threads", json={}).json()["thread_id"]
+        store = client.app.state.api.services.store  # type: ignore[attr-defined]
+        entered, release, _ = stuck(monkeypatch, store, "create_run")
+        answers: list[int] = []
+        body = {"assistant_id": "support", "input": {"messages": [
+            {"role": "user", "content": "Customer C-1002 asks where order O-5003 is"}]}}
+        starter = threading.Thread(target=lambda: answers.append(
+            client.post(f"/threads/{thread_id}/runs", json=body).status_code))
+        starter.start()
+        try:
+            assert entered.wait(30)
+            assert client.get("/healthz").status_code == 200
+            assert answers == []
+        finally:
+            release.set()
+            starter.join(30)
+        assert answers == [200]
+        assert store.run_job_id(store.latest_run(store.key_of("default", thread_id)).id)
