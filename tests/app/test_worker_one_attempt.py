@@ -59,6 +59,11 @@ async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[tuple[Services, 
             await manager.close()
 
 
+def _run_sql(db: Any, sql: str) -> None:
+    with db.tx() as c:
+        c.run(sql)
+
+
 async def _running(services: Services, run_id: str) -> int:
     """The run's job id once a worker is driving it."""
     for _ in range(600):
@@ -86,8 +91,9 @@ async def test_worker_runs_one_attempt_when_its_job_goes_back_to_the_queue(
     done = None
     for _ in range(1200):
         if how == "its own heartbeat looks stale":
-            with db.tx() as c:  # as a loop blocked past the stall timeout leaves it
-                c.run(stale)
+            # As a loop blocked past the stall timeout leaves it; from a thread, as the
+            # worker's own heartbeat (on this loop) may hold the row meanwhile.
+            await asyncio.to_thread(_run_sql, db, stale)
         done = services.store.get_run(run.id)
         if done is not None and done.status not in ("pending", "running"):
             break
