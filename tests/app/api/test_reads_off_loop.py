@@ -39,6 +39,24 @@ def stuck(monkeypatch: pytest.MonkeyPatch, target: Any, name: str
     return entered, release, where
 
 
+def while_stuck(client: TestClient, entered: threading.Event, release: threading.Event,
+                request: Callable[[], int]) -> int:
+    """Send ``request`` from a thread; while it is stuck in the store, the loop must still
+    answer /healthz; then release it. The request's status code."""
+    answers: list[int] = []
+    sender = threading.Thread(target=lambda: answers.append(request()))
+    sender.start()
+    try:
+        assert entered.wait(30)
+        assert client.get("/healthz").status_code == 200
+        assert answers == []
+    finally:
+        release.set()
+        sender.join(30)
+    assert len(answers) == 1
+    return answers[0]
+
+
 @pytest.mark.parametrize("path", ["status", "thread", "events", "runs"])
 def test_reads_off_loop_a_stuck_read_does_not_hold_the_loop(
         client: TestClient, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
@@ -53,18 +71,7 @@ def test_reads_off_loop_a_stuck_read_does_not_hold_the_loop(
         "runs": (f"/threads/{thread_id}/runs", "thread_runs"),
     }[path]
     entered, release, where = stuck(monkeypatch, store, method)
-    answers: list[int] = []
-    reader = threading.Thread(target=lambda: answers.append(client.get(url).status_code))
-    reader.start()
-    try:
-        assert entered.wait(30)
-        # The read is stuck in the store; the loop still answers another request.
-        assert client.get("/healthz").status_code == 200
-        assert answers == []
-    finally:
-        release.set()
-        reader.join(30)
-    assert answers == [200]
+    assert while_stuck(client, entered, release, lambda: client.get(url).status_code) == 200
     assert where and all(w.startswith("store-read") for w in where)
 
 
@@ -78,18 +85,8 @@ def test_distributed_start_off_loop_a_stuck_insert_does_not_hold_the_loop(
         thread_id = client.post("/threads", json={}).json()["thread_id"]
         store = client.app.state.api.services.store  # type: ignore[attr-defined]
         entered, release, _ = stuck(monkeypatch, store, "create_run")
-        answers: list[int] = []
         body = {"assistant_id": "support", "input": {"messages": [
             {"role": "user", "content": "Customer C-1002 asks where order O-5003 is"}]}}
-        starter = threading.Thread(target=lambda: answers.append(
-            client.post(f"/threads/{thread_id}/runs", json=body).status_code))
-        starter.start()
-        try:
-            assert entered.wait(30)
-            assert client.get("/healthz").status_code == 200
-            assert answers == []
-        finally:
-            release.set()
-            starter.join(30)
-        assert answers == [200]
+        assert while_stuck(client, entered, release, lambda: client.post(
+            f"/threads/{thread_id}/runs", json=body).status_code) == 200
         assert store.run_job_id(store.latest_run(store.key_of("default", thread_id)).id)
