@@ -17,6 +17,7 @@ from typing import Any
 
 from app.runs.claims import Claim, LeaseLost
 from app.storage.checkpoint_fence import CheckpointFence
+from app.storage.cost_ledger import stored_response
 from app.storage.db import Cursor
 from app.storage.store import LedgerRow, Store
 
@@ -85,8 +86,7 @@ class FencedStore(Store):
         if row is None or int(row["epoch"]) != self.epoch:
             raise LeaseLost(f"run {run_id} is no longer held at epoch {self.epoch}: "
                             "model call not sent")
-        data = json.loads(row["response"]) if row["response"] else None
-        return data if isinstance(data, dict) else None
+        return stored_response(row["response"])
 
     def ledger_put(self, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
         """A journal row of the claimed run, only while the claim holds."""

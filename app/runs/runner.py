@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from app.storage.checkpoint_fence import fenced_checkpoints
 from app.storage.db import Cursor
 from app.storage.store import RunRow, Store
 from app.storage.thread_keys import local_id
+from graphs.approval import approval_id
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import GateDecision, GateRequest, PolicyGate, RunContext
 from graphs.views import ENDINGS
@@ -329,8 +329,7 @@ class Runner:
                 # approval belongs to another interrupt (settled, or left by a pause the run
                 # no longer waits on): a new approval, or this pause would wait on one whose
                 # decision cannot reach it.
-                row["id"] = event["approval_id"] = hashlib.sha256(
-                    f"{held.id}:{p.id}".encode()).hexdigest()[:20]
+                row["id"] = event["approval_id"] = approval_id(run.thread_id, held.id, p.id)
                 seq = store.record_approval(row, event)
             if seq is not None:
                 events.notify(seq, "approval_requested", event)

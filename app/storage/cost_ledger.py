@@ -64,6 +64,12 @@ def utc_day(at: float) -> int:
     return int(at // DAY_S) * DAY_S
 
 
+def stored_response(raw: str | None) -> dict[str, Any] | None:
+    """A journal row's stored response (None for a call that never answered)."""
+    data = json.loads(raw) if raw else None
+    return data if isinstance(data, dict) else None
+
+
 class CostLedger:
     """Journal, ledger and cache methods of the store."""
 
@@ -92,8 +98,7 @@ class CostLedger:
         """A completed call's stored response, if this call already ran."""
         row = self.db.one("SELECT response FROM model_calls WHERE run_id = ? AND call_key = ?",
                           (run_id, call_key))
-        data = json.loads(row["response"]) if row else None
-        return data if isinstance(data, dict) else None
+        return stored_response(row["response"] if row else None)
 
     def ledger_put(self, row: LedgerRow, response: Mapping[str, Any] | None) -> None:
         """Record a call, with its response when it answered (first write wins)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import pytest
 
 from app.config.ops_config import QueueConfig
 from app.errors import Conflict
-from app.runs.broker import EventBroker
 from app.runs.queue import RunQueue
 from app.runs.queued_runs import QueuedRunManager
 from app.runs.worker import Worker
 from app.services import Services, open_services
+from tests.app.queued_cluster import queued_cluster
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder
 
@@ -35,19 +34,9 @@ class Distributed:
 async def distributed(tmp_path: Path, pg_url: str) -> AsyncIterator[Distributed]:
     settings = make_settings(tmp_path / "data", database_url=pg_url, queue=QueueConfig(
         api_executes=False, heartbeat_s=0.2, stall_timeout_s=1.0))
-    async with open_services(settings, embedder=HashingEmbedder()) as services:
-        manager = QueuedRunManager(services, EventBroker())
-        await manager.open()
-        worker = Worker(services, concurrency=2, install_signals=False)
-        serving = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)  # stopping it mid-start would hang
-        try:
-            yield Distributed(services, manager, worker)
-        finally:
-            serving.cancel()
-            with suppress(asyncio.CancelledError):
-                await serving
-            await manager.close()
+    async with (open_services(settings, embedder=HashingEmbedder()) as services,
+                queued_cluster(services) as (manager, worker)):
+        yield Distributed(services, manager, worker)
 
 
 async def test_worker_executes_a_queued_run_the_api_side_follows(

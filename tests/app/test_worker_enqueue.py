@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,10 @@ import pytest
 from app.api.auth import Principal
 from app.config.ops_config import QueueConfig
 from app.errors import Conflict
-from app.runs.broker import EventBroker
 from app.runs.queued_runs import QueuedRunManager
-from app.runs.worker import Worker
 from app.services import open_services
 from tests.api.conftest import SUPPORT_REFUND, SUPPORT_WHERE
+from tests.app.queued_cluster import queued_cluster
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder
 
@@ -31,19 +29,9 @@ async def queued(tmp_path: Path, pg_url: str) -> AsyncIterator[QueuedRunManager]
     settings = make_settings(tmp_path / "data", with_policy=True, database_url=pg_url,
                              queue=QueueConfig(api_executes=False, heartbeat_s=0.2,
                                                stall_timeout_s=1.0))
-    async with open_services(settings, embedder=HashingEmbedder()) as services:
-        manager = QueuedRunManager(services, EventBroker())
-        await manager.open()
-        worker = Worker(services, concurrency=2, install_signals=False)
-        serving = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)
-        try:
-            yield manager
-        finally:
-            serving.cancel()
-            with suppress(asyncio.CancelledError):
-                await serving
-            await manager.close()
+    async with (open_services(settings, embedder=HashingEmbedder()) as services,
+                queued_cluster(services) as (manager, _)):
+        yield manager
 
 
 async def test_worker_enqueued_run_waits_behind_the_pending_approval(

@@ -8,7 +8,6 @@ import asyncio
 import datetime
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,10 @@ import pytest
 
 from app.config.ops_config import QueueConfig
 from app.llm.scripted import ScriptedProvider
-from app.runs.broker import EventBroker
 from app.runs.queued_runs import QueuedRunManager
 from app.runs.worker import Worker
 from app.services import Services, open_services
+from tests.app.queued_cluster import queued_cluster
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder
 
@@ -44,19 +43,9 @@ async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[tuple[Services, 
     settings = make_settings(tmp_path / "data", database_url=pg_url, queue=QueueConfig(
         api_executes=False, heartbeat_s=0.1, stall_timeout_s=0.5))
     provider = CountingProvider()
-    async with open_services(settings, embedder=HashingEmbedder(), scripted=provider) as services:
-        manager = QueuedRunManager(services, EventBroker())
-        await manager.open()
-        worker = Worker(services, concurrency=2, install_signals=False)
-        serving = asyncio.create_task(worker.run())
-        await asyncio.wait_for(worker.ready.wait(), 60)
-        try:
-            yield services, manager, worker, provider
-        finally:
-            serving.cancel()
-            with suppress(asyncio.CancelledError):
-                await serving
-            await manager.close()
+    async with (open_services(settings, embedder=HashingEmbedder(), scripted=provider)
+                as services, queued_cluster(services) as (manager, worker)):
+        yield services, manager, worker, provider
 
 
 def _run_sql(db: Any, sql: str) -> None:
