@@ -2,7 +2,8 @@
 
 ``/v1/admin/killswitch`` pauses the admin's tenant, disables tools for it and caps its
 concurrent runs; ``/v1/platform/killswitch`` does the same for every tenant and needs the
-``operator`` role. Every change is audited with the principal who made it.
+``operator`` role. Every change is audited with the principal who made it. The switches
+are rows of the app store: reads and writes run off the event loop (:meth:`Api.off_loop`).
 """
 
 from __future__ import annotations
@@ -74,29 +75,33 @@ def _change(api: Api, body: KillSwitchUpdate, scope: str, principal: Principal) 
     return state
 
 
+def _changed(api: Api, body: KillSwitchUpdate, scope: str,
+             principal: Principal) -> KillSwitchState:
+    _change(api, body, scope, principal)
+    return _state(api, scope)
+
+
 @router.get("/v1/admin/killswitch")
 async def get_killswitch(api: ApiDep, principal: Admin) -> KillSwitchState:
     """The caller's tenant's switches (and whether the platform's are on)."""
-    return _state(api, principal.tenant)
+    return await api.off_loop(_state, api, principal.tenant)
 
 
 @router.put("/v1/admin/killswitch")
 async def set_killswitch(body: KillSwitchUpdate, api: ApiDep,
                          principal: Admin) -> KillSwitchState:
     """Flip the caller's tenant's switches; a disabled tool is denied from its next call."""
-    _change(api, body, principal.tenant, principal)
-    return _state(api, principal.tenant)
+    return await api.off_loop(_changed, api, body, principal.tenant, principal)
 
 
 @router.get("/v1/platform/killswitch")
 async def get_platform_killswitch(api: ApiDep, principal: Operator) -> KillSwitchState:
     """The platform-wide switches (operator)."""
-    return _state(api, PLATFORM)
+    return await api.off_loop(_state, api, PLATFORM)
 
 
 @router.put("/v1/platform/killswitch")
 async def set_platform_killswitch(body: KillSwitchUpdate, api: ApiDep,
                                   principal: Operator) -> KillSwitchState:
     """Flip the switches of every tenant at once (operator)."""
-    _change(api, body, PLATFORM, principal)
-    return _state(api, PLATFORM)
+    return await api.off_loop(_changed, api, body, PLATFORM, principal)

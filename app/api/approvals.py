@@ -1,4 +1,8 @@
-"""The approvals API the inbox uses: list, detail with context, decide (tenant-scoped)."""
+"""The approvals API the inbox uses: list, detail with context, decide (tenant-scoped).
+
+Reads run off the event loop (:meth:`Api.off_loop`); a decision's own database work runs off
+it inside the approvals service (app.governance.approvals).
+"""
 
 from __future__ import annotations
 
@@ -45,14 +49,18 @@ async def list_approvals(
         status: Annotated[Literal["pending", "decided", "expired"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """The tenant's approvals, newest first, optionally by status."""
-    return [_for(api, principal, r) for r in api.services.approvals.find(principal, status)]
+    def listed() -> list[dict[str, Any]]:
+        return [_for(api, principal, r) for r in api.services.approvals.find(principal, status)]
+
+    return await api.off_loop(listed)
 
 
 @router.get("/v1/approvals/{approval_id}")
 async def get_approval(approval_id: ApprovalId, api: ApiDep,
                        principal: Approver) -> dict[str, Any]:
     """One approval: action, arguments, agent, rule, plan, ledger excerpt, cost so far."""
-    return _for(api, principal, api.services.approvals.get(principal, approval_id))
+    return await api.off_loop(
+        lambda: _for(api, principal, api.services.approvals.get(principal, approval_id)))
 
 
 @router.post("/v1/approvals/{approval_id}/decision")
@@ -62,4 +70,4 @@ async def decide(approval_id: ApprovalId, body: DecisionIn, api: ApiDep,
     row = await api.services.approvals.decide(principal, approval_id, body.decision,
                                               api.manager, args=body.args,
                                               message=body.message)
-    return _for(api, principal, row)
+    return _for(api, principal, row)  # no database read: the row came back with the decision

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from app.api.auth import PrincipalDep, Requester
+from app.api.auth import Principal, PrincipalDep, Requester
 from app.api.deps import Api, ApiDep
 from app.api.events import follow_tokens, sse
 from app.api.schemas import check_task, text_of
@@ -88,14 +88,10 @@ async def chat_completions(body: ChatRequest, api: ApiDep, principal: Requester,
     task = check_task(text_of(user[-1].content), "messages")
     thread_id = x_foreman_thread_id or (body.metadata or {}).get("thread_id") or new_thread_id()
     api.thread_id_ok(thread_id)
-    # The tenant's own thread of that id, or a new one (another tenant's is not seen).
-    thread = api.services.store.get_thread(principal.tenant, thread_id)
-    key = thread.key if thread is not None else thread_key(principal.tenant, thread_id)
-    if thread is not None:
-        api.services.approvals.check_no_pending(key)
-    run = api.manager.start(task=task, team=body.model, thread_id=key,
-                            tenant=principal.tenant, created_by=principal.name,
-                            metadata={"source": "chat"})
+    key = await api.off_loop(_admit, api, principal, thread_id)
+    run = await api.manager.astart(task=task, team=body.model, thread_id=key,
+                                   tenant=principal.tenant, created_by=principal.name,
+                                   metadata={"source": "chat"})
     headers = {THREAD_HEADER: thread_id}
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -112,9 +108,19 @@ async def chat_completions(body: ChatRequest, api: ApiDep, principal: Requester,
         "usage": extra.pop("usage"), "foreman": extra}, headers=headers)
 
 
+def _admit(api: Api, principal: Principal, thread_id: str) -> str:
+    """The key of the tenant's own thread of that id, or of a new one (another tenant's is
+    not seen); ``Conflict`` when the thread waits for a decision."""
+    thread = api.services.store.get_thread(principal.tenant, thread_id)
+    if thread is None:
+        return thread_key(principal.tenant, thread_id)
+    api.services.approvals.check_no_pending(thread.key)
+    return thread.key
+
+
 async def _outcome(api: Api, run: RunRow) -> tuple[str, dict[str, Any]]:
     """The assistant text for a finished or paused run, and the ``foreman`` object."""
-    totals = api.services.store.totals(run.id)
+    totals = await api.off_loop(api.services.store.totals, run.id)
     approvals: list[str] = []
     if run.status == "success" or (run.status == "error" and run.final_answer):
         text = run.final_answer or ""  # a run that did not do its task still answers why

@@ -3,7 +3,8 @@
 The page is a shell like the inbox; its script reads the runs list, one run's detail and
 the run's timeline (stored events, redacted as the audit redacts them) with the caller's
 API key, and follows a running run over SSE. The timeline is read from the store, so a run
-executing in another process streams the same way.
+executing in another process streams the same way. Every store read runs off the event loop
+(:meth:`Api.off_loop`).
 """
 
 from __future__ import annotations
@@ -67,16 +68,23 @@ async def list_runs(api: ApiDep, principal: PrincipalDep,
                     offset: Annotated[int, Query(ge=0, le=10**7)] = 0) -> dict[str, Any]:
     """The tenant's runs, newest first: status, team, requester, start, duration, cost and
     pending approvals; filtered by status and team, one page at a time."""
-    r = reads(api)
-    found = r.page(principal.tenant, status=status, team=team, limit=limit, offset=offset)
-    return {"runs": found.runs, "total": found.total, "limit": limit, "offset": offset,
-            "teams": r.teams(principal.tenant)}
+    def listed() -> dict[str, Any]:
+        r = reads(api)
+        found = r.page(principal.tenant, status=status, team=team, limit=limit, offset=offset)
+        return {"runs": found.runs, "total": found.total, "limit": limit, "offset": offset,
+                "teams": r.teams(principal.tenant)}
+
+    return await api.off_loop(listed)
 
 
 @router.get("/v1/runs/{run_id}")
 async def get_run(run_id: RunId, api: ApiDep, principal: PrincipalDep) -> dict[str, Any]:
     """One run: summary, task ledger with step status, approvals (and whether the caller may
     decide each), cost by tier and by agent, final answer and stop reason."""
+    return await api.off_loop(_detail, api, run_id, principal)
+
+
+def _detail(api: Api, run_id: str, principal: Principal) -> dict[str, Any]:
     run = own_run(api, run_id, principal)
     detail = reads(api).detail(run)
     approver = principal.has("approver")
@@ -98,8 +106,7 @@ async def timeline(run_id: RunId, api: ApiDep, principal: PrincipalDep,
                    ) -> EventSourceResponse:
     """The run's events as the console shows them (SSE, ``id`` = sequence number): tool
     arguments and results redacted, untrusted tool output marked; live until the run stops."""
-    own_run(api, run_id, principal)
-    tools = reads(api).tools
+    tools = await api.off_loop(_tools, api, run_id, principal)
     start = max(after, parse_event_id(last_event_id)[0])
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
@@ -107,10 +114,17 @@ async def timeline(run_id: RunId, api: ApiDep, principal: PrincipalDep,
             async for e in follow(api, run_id, start, poll_s=CONSOLE_POLL_S):
                 yield _sse(e, tools)
             return
-        for e in api.services.store.events(run_id, start, limit=100_000):
+        for e in await api.off_loop(api.services.store.events, run_id, start, limit=100_000):
             yield _sse(e, tools)
 
     return sse(stream())
+
+
+def _tools(api: Api, run_id: str, principal: Principal
+           ) -> Callable[[str], ToolSpec | None] | None:
+    """The tool lookup the timeline redacts with, once the run is the caller's own."""
+    own_run(api, run_id, principal)
+    return reads(api).tools
 
 
 def _sse(event: dict[str, Any], tools: Callable[[str], ToolSpec | None] | None

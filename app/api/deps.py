@@ -1,10 +1,11 @@
 """Request dependencies: the composed app, and tenant-checked access to threads and runs.
 
 The app store is synchronous (its PostgreSQL pool and SQLite connection block), so routes
-do not call it on the event loop for their reads: :meth:`Api.off_loop` runs a read (or a
-whole read-and-shape step) on a small thread pool of its own, bounded by the database
-pool's size, and awaits it. A slow query then delays its own request, not every request
-and stream the loop serves.
+do not call it on the event loop: :meth:`Api.off_loop` runs a read or a short write (or a
+whole step of them, with its shaping) on a small thread pool of its own, bounded by the
+database pool's size, and awaits it. A slow query then delays its own request, not every
+request and stream the loop serves. (Run starts, cancels and approval decisions do their
+database work off the loop inside the run manager and the approvals service.)
 """
 
 from __future__ import annotations
@@ -48,17 +49,18 @@ class Api:
 
     @cached_property
     def _reads(self) -> ThreadPoolExecutor:
-        # Half the database pool: the loop's own (short) writes keep connections to take.
+        # Half the database pool: run starts, decisions and the runs' own steps keep
+        # connections to take.
         size = self.read_threads or max(2, self.services.settings.storage.pool_max_size // 2)
         return ThreadPoolExecutor(max_workers=size, thread_name_prefix="store-read")
 
     async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn(*args, **kwargs)`` on the read pool, awaited (its exception re-raised)."""
+        """``fn(*args, **kwargs)`` on the route pool, awaited (its exception re-raised)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reads, partial(fn, *args, **kwargs))
 
     def close(self) -> None:
-        """Stop the read pool's threads (reads in flight finish first)."""
+        """Stop the route pool's threads (steps in flight finish first)."""
         if "_reads" in self.__dict__:
             self._reads.shutdown(wait=True)
 

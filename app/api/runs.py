@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -31,7 +32,7 @@ async def submit(api: Api, principal: Principal, thread_id: str, body: RunCreate
                  interactive: bool = True) -> RunRow:
     """Start (or resume) a run as the body asks, after auth and state checks (a background
     run, ``interactive=False``, queues behind the runs that clients wait for). The checks'
-    database reads run off the event loop, and so does the start in distributed mode."""
+    database reads run off the event loop, and so do the start's and a decision's writes."""
     key, team, task = await api.off_loop(_admit, api, principal, thread_id, body)
     resuming = body.command is not None and body.command.resume is not None
     if body.multitask_strategy == "interrupt":
@@ -98,21 +99,34 @@ class QueuedResume:
     def check(self, run: RunRow) -> None:
         """Always admissible: the run manager queues it behind the thread's active run."""
 
+    def admitting(self, thread_id: str) -> AbstractAsyncContextManager[None]:
+        """The run manager's admission lock for the thread."""
+        return self.manager.admitting(thread_id)
+
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
         """Queue the resume."""
         await self.manager.resume(run, decisions)
 
 
-def _last_seq(api: Api, run_id: str) -> int:
-    events = api.services.store.events(run_id, 0, limit=100_000)
-    return events[-1]["seq"] if events else 0
+def _stream_start(api: Api, principal: Principal, thread_id: str,
+                  body: RunCreate) -> tuple[RunRow | None, int]:
+    """The thread's latest run and, for a resume (which continues that same run and streams
+    only what happens from now on), its last event's sequence number."""
+    store = api.services.store
+    thread = store.get_thread(principal.tenant, thread_id)
+    latest = store.latest_run(thread.key) if thread is not None else None
+    if body.command is None or latest is None:
+        return latest, 0
+    events = store.events(latest.id, 0, limit=100_000)
+    return latest, events[-1]["seq"] if events else 0
 
 
 @router.post("/threads/{thread_id}/runs")
 async def create_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
                      principal: PrincipalDep) -> dict[str, Any]:
     """Start a run in the background."""
-    return run_json(api, await submit(api, principal, thread_id, body, interactive=False))
+    run = await submit(api, principal, thread_id, body, interactive=False)
+    return await api.off_loop(run_json, api, run)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -145,11 +159,8 @@ async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
     """Start a run and stream it (``metadata``, ``updates``, ``custom``, ``values``,
     ``messages``/``messages-tuple`` token chunks, ``end``)."""
     modes = check_modes(body.modes())
-    thread = api.services.store.get_thread(principal.tenant, thread_id)
-    latest = api.services.store.latest_run(thread.key) if thread is not None else None
-    # A resume continues the same run: stream only what happens from now on.
+    latest, before = await api.off_loop(_stream_start, api, principal, thread_id, body)
     resuming = body.command is not None and latest is not None
-    before = _last_seq(api, latest.id) if resuming and latest else 0
     tokens = (api.broker.subscribe_tokens(latest.id)
               if resuming and latest and TOKEN_MODES & set(modes) else None)
     try:
@@ -176,7 +187,7 @@ async def get_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
 async def join_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
                    principal: PrincipalDep) -> dict[str, Any]:
     """Wait for the run to end or pause; the thread's values."""
-    api.run(thread_id, run_id, principal)
+    await api.arun(thread_id, run_id, principal)
     done = await api.manager.wait(run_id, api.services.settings.runs.wait_timeout_s)
     return await wait_result(api, done)
 
@@ -188,7 +199,7 @@ async def join_stream(thread_id: ThreadId, run_id: RunId, api: ApiDep,
                       stream_mode: Annotated[list[str] | None, Query()] = None,
                       ) -> EventSourceResponse:
     """Replay the run's stream from the start, or after ``Last-Event-ID``, then follow it."""
-    run = api.run(thread_id, run_id, principal)
+    run = await api.arun(thread_id, run_id, principal)
     modes = check_modes(stream_mode or ["values", "updates", "custom"])
     tokens = api.broker.subscribe_tokens(run.id) if TOKEN_MODES & set(modes) else None
     return sse(platform_stream(api, run, modes, parse_event_id(last_event_id),
@@ -201,12 +212,12 @@ async def cancel_run(thread_id: ThreadId, run_id: RunId, api: ApiDep, principal:
                      action: Annotated[str, Query(pattern="^(interrupt|rollback)$")] = "interrupt",
                      ) -> dict[str, Any]:
     """Stop the run; its checkpoints stay, so the thread can continue."""
-    run = api.run(thread_id, run_id, principal)
+    run = await api.arun(thread_id, run_id, principal)
     if not principal.has("requester"):
         raise Forbidden("cancelling a run needs role requester or admin")
     if action == "rollback":
         raise InvalidRequest("action rollback is not supported", field="action")
-    return run_json(api, await api.manager.cancel(run.id, wait=wait))
+    return await api.off_loop(run_json, api, await api.manager.cancel(run.id, wait=wait))
 
 
 async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[int, int],
@@ -241,7 +252,7 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
         for k, (event, data) in enumerate(parts, start=1):
             if (seq, k) > after:
                 yield {"event": event, "id": f"{seq}.{k}", "data": json.dumps(data, default=str)}
-    done = api.services.store.get_run(run.id)
+    done = await api.off_loop(api.services.store.get_run, run.id)
     if done is None:
         raise NotFound(f"run {run.id} vanished")
     for event, data in token_parts.complete():

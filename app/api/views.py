@@ -1,4 +1,8 @@
-"""LangGraph-Platform-shaped views of threads, runs and checkpoints (JSON dicts)."""
+"""LangGraph-Platform-shaped views of threads, runs and checkpoints (JSON dicts).
+
+The async views read the app store off the event loop (:meth:`Api.off_loop`) and the
+checkpoints on it (the checkpointer is async); the sync ones are called off the loop.
+"""
 
 from __future__ import annotations
 
@@ -50,10 +54,9 @@ async def snapshot_of(api: Api, thread_id: str, runs: list[RunRow]) -> StateSnap
     return await runner.graph(team).aget_state(runner.config(thread_id, team))
 
 
-def thread_status(api: Api, thread_id: str, runs: list[RunRow],
-                  snapshot: StateSnapshot | None) -> str:
+def thread_status(busy: bool, runs: list[RunRow], snapshot: StateSnapshot | None) -> str:
     """``idle | busy | interrupted | error`` as the Platform reports it."""
-    if api.manager.thread_busy(thread_id):
+    if busy:
         return "busy"
     if snapshot is not None and snapshot.interrupts:
         return "interrupted"
@@ -64,14 +67,15 @@ def thread_status(api: Api, thread_id: str, runs: list[RunRow],
 
 async def thread_json(api: Api, thread: ThreadRow) -> dict[str, Any]:
     """A Platform ``Thread``."""
-    runs = api.services.store.thread_runs(thread.key)
+    runs = await api.off_loop(api.services.store.thread_runs, thread.key)
     snapshot = await snapshot_of(api, thread.key, runs)
+    busy = await api.off_loop(api.manager.thread_busy, thread.key)
     return {
         "thread_id": thread.id,
         "created_at": iso(thread.created_at),
         "updated_at": iso(max([thread.updated_at, *(r.updated_at for r in runs)])),
         "metadata": thread.metadata,
-        "status": thread_status(api, thread.key, runs, snapshot),
+        "status": thread_status(busy, runs, snapshot),
         "values": values(snapshot, runs),
         "interrupts": interrupts_by_task(snapshot),
         "config": {},
@@ -124,7 +128,7 @@ async def wait_result(api: Api, run: RunRow) -> dict[str, Any]:
     """What ``runs.wait`` / ``join`` return: final values, ``__interrupt__`` or ``__error__``."""
     if run.status == "error" and not run.final_answer:
         return {"__error__": {"error": "RunError", "message": run.error or "run failed"}}
-    runs = api.services.store.thread_runs(run.thread_id)
+    runs = await api.off_loop(api.services.store.thread_runs, run.thread_id)
     snapshot = await snapshot_of(api, run.thread_id, runs)
     out = values(snapshot, runs)
     if run.status == "error":  # ended without doing its task: its answer, and the error

@@ -10,14 +10,22 @@ the CLI). Where the resume is a queue job (distributed mode: a :class:`DeferredR
 is deferred in the transaction that settles the approvals, so a decision is never recorded
 without the job that acts on it. The sweeper turns approvals past their expiry into
 rejections.
+
+The store is synchronous, so every step of a decision that reads or writes it runs on a
+worker thread (the server's event loop goes on serving meanwhile); the settle transaction
+stays one transaction there. Only the checkpoint read of what the run waits for and a resume
+that spawns a task stay on the loop, under the resumer's admission lock for the thread
+(:class:`AdmittingResume`) from its check to that spawn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +67,19 @@ class DeferredResume(Resumer, Protocol):
 
     def resume_in(self, c: Cursor, run: RunRow, decisions: dict[str, Any]) -> None:
         """Mark the run pending and defer its resume with ``decisions``, inside ``c``."""
+
+
+@runtime_checkable
+class AdmittingResume(Resumer, Protocol):
+    """A resumer that admits one start, resume or cancel of a thread at a time (the server's
+    run manager): a decision holds that from its check to its resume."""
+
+    def admitting(self, thread_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold the thread's admission lock for the block."""
+
+
+def _admitting(resumer: Resumer, thread_id: str) -> AbstractAsyncContextManager[None]:
+    return resumer.admitting(thread_id) if isinstance(resumer, AdmittingResume) else nullcontext()
 
 
 class InlineResume:
@@ -126,21 +147,28 @@ class ApprovalService:
                      resumer: Resumer, args: Mapping[str, Any] | None = None,
                      message: str = "") -> ApprovalRow:
         """Decide one approval and resume its run."""
-        row = self.get(principal, approval_id)
+        row = await asyncio.to_thread(self.get, principal, approval_id)
         pending = await self._pending(row.thread_id)
-        prepared = self._prepare(principal, row, decision, args, message, pending)
+        prepared = await asyncio.to_thread(self._prepare, principal, row, decision, args,
+                                           message, pending)
         await self._commit(principal, [prepared], resumer)
-        done = self.store.get_approval(approval_id)
+        done = await asyncio.to_thread(self.store.get_approval, approval_id)
         assert done is not None
         return done
 
     async def decide_resume(self, principal: Principal, thread_id: str, raw: Any,
                             resumer: Resumer) -> RunRow:
         """A ``command.resume`` value (any accepted spelling, or an id map) as decisions."""
-        run = self.store.latest_run(thread_id)
+        run = await asyncio.to_thread(self.store.latest_run, thread_id)
         if run is None:
             raise NotFound(f"thread {local_id(thread_id)} has no run to resume")
         pending = await self._pending(thread_id)
+        prepared = await asyncio.to_thread(self._prepare_resume, principal, raw, pending)
+        await self._commit(principal, prepared, resumer)
+        return run
+
+    def _prepare_resume(self, principal: Principal, raw: Any,
+                        pending: Mapping[str, Mapping[str, Any]]) -> list[_Prepared]:
         prepared = []
         for interrupt_id, value in resume_map(raw, list(pending)).items():
             approval_id = str(pending[interrupt_id].get("approval_id") or interrupt_id)
@@ -149,11 +177,10 @@ class ApprovalService:
                 raise Conflict(f"interrupt {interrupt_id} has no approval on record")
             d = parse_decision(value)
             prepared.append(self._prepare(principal, row, d.kind, d.args, d.message, pending))
-        await self._commit(principal, prepared, resumer)
-        return run
+        return prepared
 
     async def _pending(self, thread_id: str) -> dict[str, dict[str, Any]]:
-        run = self.store.latest_run(thread_id)
+        run = await asyncio.to_thread(self.store.latest_run, thread_id)
         if run is None:
             return {}
         found = await self.runner.pending_interrupts(thread_id, run.team)
@@ -272,9 +299,19 @@ class ApprovalService:
         if not prepared:
             raise Conflict("nothing is waiting for a decision")
         run = prepared[0].run
+        async with _admitting(resumer, run.thread_id):
+            decisions = await asyncio.to_thread(self._settle, principal, prepared, resumer)
+            crashpoints.hit("approval.settle")
+            if not isinstance(resumer, DeferredResume):
+                await resumer.resume(run, decisions)
+
+    def _settle(self, principal: Principal, prepared: list[_Prepared],
+                resumer: Resumer) -> dict[str, Any]:
+        """The resumer's check, then every decision of the batch (and a deferred resume) in
+        one transaction: the decisions by interrupt id."""
+        run = prepared[0].run
         resumer.check(run)
         decisions: dict[str, Any] = {}
-        deferred = isinstance(resumer, DeferredResume)
         with self.store.db.tx() as c:  # every decision of the batch, and a queued resume
             for p in prepared:
                 event = {"interrupt_id": p.row.interrupt_id, "approval_id": p.row.id,
@@ -294,51 +331,59 @@ class ApprovalService:
                 decisions[p.row.interrupt_id] = p.value
             if isinstance(resumer, DeferredResume):
                 resumer.resume_in(c, run, decisions)
-        crashpoints.hit("approval.settle")
-        if not deferred:
-            await resumer.resume(run, decisions)
+        return decisions
 
     # expiry
     async def sweep(self, resumer: Resumer, now: float | None = None) -> list[str]:
         """Expire overdue approvals and resume their runs with a rejection."""
         now = self.clock() if now is None else now
         expired = []
-        for row in self.store.overdue_approvals(now):
+        for row in await asyncio.to_thread(self.store.overdue_approvals, now):
             ttl = round((row.expires_at or now) - row.created_at)
             message = f"expired: no decision within {ttl}s"
-            event = {"interrupt_id": row.interrupt_id, "approval_id": row.id,
-                     "decision": "expired", "by": EXPIRY_ACTOR, "message": message,
-                     "args_sha256": row.args_sha256}
-            run = self.store.get_run(row.run_id)
+            run = await asyncio.to_thread(self.store.get_run, row.run_id)
             pending = await self._pending(row.thread_id)
-            resume = run is not None and row.interrupt_id in pending
-            if run is not None and resume:
+            decisions = {row.interrupt_id: {"decision": "reject", "message": message}}
+            async with _admitting(resumer, row.thread_id):
+                settled, resume = await asyncio.to_thread(
+                    self._expire, row, run, row.interrupt_id in pending, resumer, decisions,
+                    now)
+                if not settled:
+                    continue
+                crashpoints.hit("approval.settle")
+                expired.append(row.id)
+                if run is None or not resume or isinstance(resumer, DeferredResume):
+                    continue
                 try:
-                    resumer.check(run)
+                    await resumer.resume(run, decisions)
                 except Conflict:
-                    resume = False
                     log.warning("expired approval's run is busy; it sees the expiry on "
                                 "resume", extra={"run_id": run.id})
-            decisions = {row.interrupt_id: {"decision": "reject", "message": message}}
-            deferred = resume and isinstance(resumer, DeferredResume)
-            with self.store.db.tx() as c:
-                settled = self.store.settle_approval_in(c, row.id, "expired", "reject",
-                                                        EXPIRY_ACTOR, message, event, at=now)
-                if (settled is not None and resume and run is not None
-                        and isinstance(resumer, DeferredResume)):
-                    resumer.resume_in(c, run, decisions)
-            if settled is None:
-                continue
-            crashpoints.hit("approval.settle")
-            expired.append(row.id)
-            if run is None or not resume or deferred:
-                continue
-            try:
-                await resumer.resume(run, decisions)
-            except Conflict:
-                log.warning("expired approval's run is busy; it sees the expiry on resume",
-                            extra={"run_id": run.id})
         return expired
+
+    def _expire(self, row: ApprovalRow, run: RunRow | None, waiting: bool, resumer: Resumer,
+                decisions: dict[str, Any], now: float) -> tuple[bool, bool]:
+        """Settle one overdue approval (with its deferred resume, where the run waits for it
+        and can take one): (whether it was settled here, whether its run resumes)."""
+        message = decisions[row.interrupt_id]["message"]
+        event = {"interrupt_id": row.interrupt_id, "approval_id": row.id,
+                 "decision": "expired", "by": EXPIRY_ACTOR, "message": message,
+                 "args_sha256": row.args_sha256}
+        resume = run is not None and waiting
+        if run is not None and resume:
+            try:
+                resumer.check(run)
+            except Conflict:
+                resume = False
+                log.warning("expired approval's run is busy; it sees the expiry on "
+                            "resume", extra={"run_id": run.id})
+        with self.store.db.tx() as c:
+            settled = self.store.settle_approval_in(c, row.id, "expired", "reject",
+                                                    EXPIRY_ACTOR, message, event, at=now)
+            if (settled is not None and resume and run is not None
+                    and isinstance(resumer, DeferredResume)):
+                resumer.resume_in(c, run, decisions)
+        return settled is not None, resume
 
 
 def resume_map(decision: Any, pending: list[str]) -> dict[str, Any]:

@@ -87,8 +87,9 @@ class QueuedRunManager(RunManager):
             raise Conflict(f"thread {local_id(run.thread_id)} already has an active run")
 
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
-        """Mark the run pending and defer its resume with the decisions (one transaction)."""
-        self.queue.enqueue_resume(run.id, run.thread_id, decisions)
+        """Mark the run pending and defer its resume with the decisions (one transaction,
+        off the API's event loop)."""
+        await asyncio.to_thread(self.queue.enqueue_resume, run.id, run.thread_id, decisions)
 
     def resume_in(self, c: Cursor, run: RunRow, decisions: dict[str, Any]) -> None:
         """Inside an approval decision's transaction: mark the run pending and defer its

@@ -6,6 +6,12 @@ database) and a slot of the global semaphore. Claims are heartbeated; a run anot
 process claimed is left to it, so two servers started on one database do not both resume
 it. Tasks cancelled by shutdown leave their run ``running`` so the next start resumes it
 from its last checkpoint; only an explicit cancel marks it cancelled.
+
+What a route asks of the manager (start, resume, cancel, wait) does its database work on a
+worker thread and spawns the run's task here, on the loop. Those steps take the thread's
+admission lock (:meth:`RunManager.admitting`) from their check to the spawn, so two of
+them on one thread still see each other's outcome, as they did when nothing yielded between
+the check and the spawn.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from app.errors import Conflict, NotFound
@@ -55,6 +62,7 @@ class RunManager:
         self._parked: set[str] = set()  # new runs queued behind a pending approval
         self._claims: dict[str, Claim] = {}
         self._beats: asyncio.Task[None] | None = None
+        self._admissions: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, holders + waiters
 
     async def open(self) -> None:
         """Start heartbeating the claims of the runs executing here."""
@@ -92,6 +100,26 @@ class RunManager:
                            "it, cancel it, or send multitask_strategy=enqueue")
         self._limiter.take(tenant)
 
+    @asynccontextmanager
+    async def admitting(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold the thread's admission lock: one start, resume or cancel of the thread at a
+        time goes from its checks (off the loop) to its task's spawn (on it)."""
+        lock, users = self._admissions.get(thread_id, (asyncio.Lock(), 0))
+        self._admissions[thread_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._admissions[thread_id]
+            if users == 1:
+                del self._admissions[thread_id]
+            else:
+                self._admissions[thread_id] = (lock, users - 1)
+
+    def _admission_held(self, thread_id: str) -> bool:
+        entry = self._admissions.get(thread_id)
+        return entry is not None and entry[0].locked()
+
     def start(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
               metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
               shadow: bool = False, interactive: bool = True) -> RunRow:
@@ -100,19 +128,35 @@ class RunManager:
         ``interactive`` (a client waits for it) ranks it above background runs where a
         queue orders them (distributed mode); here every run takes the next free slot.
         """
-        thread_id = self.store.key_of(tenant, thread_id)  # the tenant's id, or its key
-        self._admit(tenant, thread_id, enqueue)
-        budget = (metadata or {}).get("budget_usd")
-        run = self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,
-                                 metadata=metadata, shadow=shadow,
-                                 budget_usd=float(budget) if budget is not None else None)
-        self._spawn(run, lambda listeners, claim: self.runner.execute(run.id, listeners, claim),
-                    fresh=True)
+        run = self._record(task=task, team=team, thread_id=thread_id, tenant=tenant,
+                           created_by=created_by, metadata=metadata, enqueue=enqueue,
+                           shadow=shadow)
+        self._launch(run)
         return run
 
     async def astart(self, **kwargs: Any) -> RunRow:
-        """:meth:`start` from a route: here on the loop, as the run's task is spawned on it."""
-        return self.start(**kwargs)
+        """:meth:`start` from a route: the checks and the run's row on a worker thread, the
+        run's task spawned here on the loop, under the thread's admission lock."""
+        kwargs.pop("interactive", None)  # every run here takes the next free slot
+        async with self.admitting(kwargs["thread_id"]):
+            run = await asyncio.to_thread(lambda: self._record(**kwargs))
+            self._launch(run)  # nothing yields after this: a caller subscribes before it runs
+        return run
+
+    def _record(self, *, task: str, team: str, thread_id: str, tenant: str, created_by: str,
+                metadata: Mapping[str, Any] | None = None, enqueue: bool = False,
+                shadow: bool = False) -> RunRow:
+        """The admission checks and the pending run's row (database work only)."""
+        thread_id = self.store.key_of(tenant, thread_id)  # the tenant's id, or its key
+        self._admit(tenant, thread_id, enqueue)
+        budget = (metadata or {}).get("budget_usd")
+        return self.runner.create(task, team, thread_id, tenant=tenant, created_by=created_by,
+                                  metadata=metadata, shadow=shadow,
+                                  budget_usd=float(budget) if budget is not None else None)
+
+    def _launch(self, run: RunRow) -> None:
+        self._spawn(run, lambda listeners, claim: self.runner.execute(run.id, listeners, claim),
+                    fresh=True)
 
     # resuming with decisions (the approvals service calls these: see app.governance.approvals)
     def check(self, run: RunRow) -> None:
@@ -122,11 +166,15 @@ class RunManager:
             raise Conflict(f"thread {local_id(run.thread_id)} already has an active run")
 
     async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
-        """Resume the run with ``{interrupt_id: decision}`` in the background."""
-        self.store.update_run(run.id, status="pending")
-        self.store.set_cancel_requested(run.id, False)
+        """Resume the run with ``{interrupt_id: decision}`` in the background (marked
+        pending on a worker thread, its task spawned here)."""
+        await asyncio.to_thread(self._reopen, run.id)
         self._spawn(run, lambda listeners, claim: self.runner.resume(
             run.thread_id, decisions, listeners, run_id=run.id, claim=claim))
+
+    def _reopen(self, run_id: str) -> None:
+        self.store.update_run(run_id, status="pending")
+        self.store.set_cancel_requested(run_id, False)
 
     def _spawn(self, run: RunRow, job: Job, fresh: bool = False) -> None:
         self._thread_runs.setdefault(run.thread_id, []).append(run.id)
@@ -186,12 +234,15 @@ class RunManager:
     async def _wait_behind_approvals(self, run: RunRow) -> None:
         """``multitask_strategy=enqueue`` on a thread that waits for a decision: the new run
         stays pending until every approval of the thread is decided (or expired) and the
-        run that asked has gone on, finished or paused again (then it waits again)."""
+        run that asked has gone on, finished or paused again (then it waits again). While
+        the thread's admission lock is held (a decision between its settle and its resume's
+        spawn) a parked run goes on waiting."""
         parked = False
         try:
-            while self.store.thread_pending_approvals(run.thread_id) or (parked and any(
-                    (r.created_at, r.id) < (run.created_at, run.id)
-                    for r in self.store.active_runs(run.thread_id))):
+            while self.store.thread_pending_approvals(run.thread_id) or (parked and (
+                    self._admission_held(run.thread_id) or any(
+                        (r.created_at, r.id) < (run.created_at, run.id)
+                        for r in self.store.active_runs(run.thread_id)))):
                 if not parked:
                     log.info("run queued behind the thread's pending approval")
                     self._parked.add(run.id)
@@ -230,28 +281,39 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is not None:
             await asyncio.wait({task}, timeout=limit_s)
-        run = self.store.get_run(run_id)
+        run = await asyncio.to_thread(self.store.get_run, run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}")
         return run
 
     async def cancel(self, run_id: str, wait: bool = False) -> RunRow:
-        """Stop a queued or running run; it keeps its checkpoints and can be resumed."""
+        """Stop a queued or running run; it keeps its checkpoints and can be resumed. Its
+        database work runs on a worker thread."""
+        run = await asyncio.to_thread(self.store.get_run, run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}")
+        async with self.admitting(run.thread_id):  # a resume being spawned is seen here
+            task = self._tasks.get(run_id)
+            if task is not None:
+                self._cancelled.add(run_id)
+                task.cancel()
+            else:
+                run = await asyncio.to_thread(self._cancel_recorded, run_id)
+        if task is not None and wait:
+            await asyncio.wait({task})
+        return await self.wait(run_id, limit_s=0) if wait else run
+
+    def _cancel_recorded(self, run_id: str) -> RunRow:
+        """Cancel a run that no task here executes (database work only)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}")
-        task = self._tasks.get(run_id)
-        if task is not None:
-            self._cancelled.add(run_id)
-            task.cancel()
-            if wait:
-                await asyncio.wait({task})
-        elif run.status in ACTIVE:  # recorded as active but not running here
+        if run.status in ACTIVE:  # recorded as active but not running here
             self.store.set_cancel_requested(run_id)  # its owner, if alive, stops at a beat
             self._mark_cancelled(run_id)
         elif run.status in TERMINAL:
             raise Conflict(f"run {run_id} already finished ({run.status})")
-        return await self.wait(run_id, limit_s=0) if wait else run
+        return run
 
     # lifecycle
     def recover(self) -> list[str]:
