@@ -57,6 +57,7 @@ class RunBudget:
         self.spent_tokens = spent_tokens
         self.reserved_usd = 0.0
         self.reserved_tokens = 0
+        self._headroom: tuple[float | None] | None = None  # read by ``refresh``
         # A resumed run does not repeat warnings it already crossed.
         self.warned = {k for k, frac in self._fractions().items() if frac >= config.warn_at}
 
@@ -78,7 +79,8 @@ class RunBudget:
 
     def shortfall(self, usd: float, tokens: int, *, tenant: bool = True) -> str | None:
         """Which cap a call with this worst case would break, or None when it fits (the
-        tenant's cap as read now; ``reserve`` checks it again atomically)."""
+        tenant's headroom as ``refresh`` last read it, else as read now; ``reserve`` checks
+        the cap again atomically)."""
         if self.limit_usd is not None:
             left = self.limit_usd - self.spent_usd - self.reserved_usd
             if usd > left:
@@ -93,7 +95,10 @@ class RunBudget:
                     f"run token budget {self.config.run_tokens} cannot cover a call of up "
                     f"to {tokens} tokens ({max(0, left_tokens)} left)"
                 )
-        headroom = self.tenants.headroom(self.tenant) if tenant else None
+        headroom = None
+        if tenant:
+            headroom = (self._headroom[0] if self._headroom is not None
+                        else self.tenants.headroom(self.tenant))
         if headroom is not None and usd > headroom:
             return (
                 f"tenant {self.tenant!r} daily budget ${self.tenants.limit_usd:g} cannot "
@@ -101,12 +106,31 @@ class RunBudget:
             )
         return None
 
+    async def refresh(self) -> None:
+        """Read the tenant's headroom off the event loop, for the ``shortfall`` checks of
+        the call about to be routed (``reserve`` checks the cap again, atomically)."""
+        if self.tenants.limit_usd is not None:
+            self._headroom = (await self.tenants.store.db.call(self.tenants.headroom,
+                                                               self.tenant),)
+
     def reserve(self, usd: float, tokens: int) -> Reservation:
         """Hold a call's worst case; ``BudgetExhausted`` when it does not fit."""
+        self._admit(usd, tokens)
+        return self._hold(usd, tokens, self.tenants.reserve(self.tenant, usd))
+
+    async def areserve(self, usd: float, tokens: int) -> Reservation:
+        """:meth:`reserve`, the tenant's hold written on the database's threads."""
+        self._admit(usd, tokens)
+        hold = ("" if self.tenants.limit_usd is None else
+                await self.tenants.store.db.call(self.tenants.reserve, self.tenant, usd))
+        return self._hold(usd, tokens, hold)
+
+    def _admit(self, usd: float, tokens: int) -> None:
         problem = self.shortfall(usd, tokens, tenant=False)
         if problem is not None:
             raise BudgetExhausted(problem)
-        hold = self.tenants.reserve(self.tenant, usd)
+
+    def _hold(self, usd: float, tokens: int, hold: str) -> Reservation:
         self.reserved_usd += usd
         self.reserved_tokens += tokens
         return Reservation(usd, tokens, hold)
@@ -115,6 +139,12 @@ class RunBudget:
         """Give back a reservation whose call failed (and cost nothing)."""
         self._unhold(held)
         self.tenants.release(held.hold)
+
+    async def arelease(self, held: Reservation) -> None:
+        """:meth:`release` on the database's threads."""
+        self._unhold(held)
+        if held.hold:
+            await self.tenants.store.db.call(self.tenants.release, held.hold)
 
     def _unhold(self, held: Reservation) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - held.usd)
@@ -125,8 +155,19 @@ class RunBudget:
 
         The ledger row is written before this, so the tenant's settled spend includes it.
         """
-        self._unhold(held)
         self.tenants.settle(held.hold, self.tenant, usd)
+        self._count(held, usd, tokens)
+
+    async def asettle(self, held: Reservation, usd: float, tokens: int) -> None:
+        """:meth:`settle`, the tenant's hold swapped on the database's threads."""
+        if held.hold:
+            await self.tenants.store.db.call(self.tenants.settle, held.hold, self.tenant, usd)
+        else:  # no cap, no hold: nothing to write
+            self.tenants.settle(held.hold, self.tenant, usd)
+        self._count(held, usd, tokens)
+
+    def _count(self, held: Reservation, usd: float, tokens: int) -> None:
+        self._unhold(held)
         self.spent_usd += usd
         self.spent_tokens += tokens
         for key, fraction in self._fractions().items():

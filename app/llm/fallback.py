@@ -127,7 +127,7 @@ class Chain(Generic[T]):
         self,
         names: Sequence[str],
         send: Callable[[str], Awaitable[T]],
-        on_fault: Callable[[Fault], None],
+        on_fault: Callable[[Fault], Awaitable[None]],
         timeouts: Mapping[str, float] | None = None,
     ) -> tuple[str, T]:
         """The first deployment's answer, trying each at most once (with its retries).
@@ -141,7 +141,7 @@ class Chain(Generic[T]):
         last: ProviderFault | None = None
         for name in dict.fromkeys(names):  # each model at most once per chain
             if not self.breaker.allow(name):
-                on_fault(Fault(name, 0, None, 0.0, 0.0, skipped=True))
+                await on_fault(Fault(name, 0, None, 0.0, 0.0, skipped=True))
                 continue
             tried.append(name)
             for attempt in range(self.config.max_retries + 1):
@@ -164,7 +164,7 @@ class Chain(Generic[T]):
                         if retry
                         else 0.0
                     )
-                    on_fault(
+                    await on_fault(
                         Fault(
                             name,
                             attempt,

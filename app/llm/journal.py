@@ -31,6 +31,14 @@ class Journal:
             model=data["model"],
         )
 
+    async def aget(self, call_key: str) -> ModelResponse | None:
+        """:meth:`get` on the database's threads (the event loop does not wait on it)."""
+        return await self.store.db.call(self.get, call_key)
+
+    async def arecord(self, row: LedgerRow, response: ModelResponse | None) -> None:
+        """:meth:`record` on the database's threads."""
+        await self.store.db.call(self.record, row, response)
+
     def record(self, row: LedgerRow, response: ModelResponse | None) -> None:
         """Write one ledger row; with the response when the call answered."""
         stored = (

@@ -5,6 +5,7 @@ circuit breakers, tenant reservations); ``RunRouter`` is the per-run ``ModelRout
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -206,18 +207,19 @@ class RunRouter:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Replay a call this run already completed; otherwise route, call and record it."""
-        stored = self.journal.get(request.call_key)
+        stored = await self.journal.aget(request.call_key)
         if stored is not None:
             return stored
         self.budget.check_limits(request)
+        await self.budget.refresh()
         route = self.router.route(request, self.budget)
         # Providers see a run-unique key, so scripted tool-call ids never collide across runs.
         unique = replace(request, call_key=f"{self.journal.run_id}/{request.call_key}")
         cache = self.router.cache
         if cache is not None:
-            hit = cache.get(route.models[0].entry, unique)
+            hit = await self.journal.store.db.call(cache.get, route.models[0].entry, unique)
             if hit is not None:
-                return self._answered(
+                return await self._answered(
                     request,
                     route,
                     route.models[0],
@@ -234,7 +236,7 @@ class RunRouter:
             provider = self.router.provider(model)
             tokens = provider.count_tokens(model.entry, unique)
             out = request.max_tokens or model.entry.max_tokens
-            held = self.budget.reserve(model.worst_case(tokens, out), tokens + out)
+            held = await self.budget.areserve(model.worst_case(tokens, out), tokens + out)
             started = time.perf_counter()
             try:
                 reply = await (stream.call(provider, name, model.entry, unique) if stream
@@ -242,24 +244,25 @@ class RunRouter:
                 fault = bad_output(model.entry, request, reply)
             except ProviderFault as f:
                 if f.reply is None:
-                    self.budget.release(held)
+                    await self.budget.arelease(held)
                     raise
                 fault = f
             except BaseException:  # cancelled by the timeout too: the hold must go back
-                self.budget.release(held)
+                await asyncio.shield(self.budget.arelease(held))
                 raise
             if fault is not None:
                 # Bad output was still produced and paid for: settle, then refuse it.
                 spent = fault.reply or reply
-                self.budget.settle(held, model.cost(spent.prompt_tokens, spent.completion_tokens,
-                                                    spent.cached_tokens),
-                                   spent.prompt_tokens + spent.completion_tokens)
+                cost = model.cost(spent.prompt_tokens, spent.completion_tokens,
+                                  spent.cached_tokens)
+                await self.budget.asettle(held, cost,
+                                          spent.prompt_tokens + spent.completion_tokens)
                 raise fault
             return reply, held, (time.perf_counter() - started) * 1000
 
-        def on_fault(fault: Fault) -> None:
+        async def on_fault(fault: Fault) -> None:
             failures.append(fault)
-            self._failed(request, route, fault, len(failures))
+            await self._failed(request, route, fault, len(failures))
 
         while True:
             timeouts = {m.name: m.entry.timeout_s for m in route.models}
@@ -288,9 +291,9 @@ class RunRouter:
                 else (f"; retried after {what}")
             )
         if cache is not None:
-            cache.put(model.entry, unique, reply)
-        response = self._answered(request, route, model, reply, latency_ms, "ok", reason)
-        self.budget.settle(
+            await self.journal.store.db.call(cache.put, model.entry, unique, reply)
+        response = await self._answered(request, route, model, reply, latency_ms, "ok", reason)
+        await self.budget.asettle(
             held, response.usage.cost_usd, reply.prompt_tokens + reply.completion_tokens
         )
         return response
@@ -325,7 +328,7 @@ class RunRouter:
             outcome=outcome,
         )
 
-    def _answered(
+    async def _answered(
         self,
         request: ModelRequest,
         route: Route,
@@ -347,11 +350,11 @@ class RunRouter:
             usage=Usage(reply.prompt_tokens, reply.completion_tokens, cost),
         )
         row = self._row(request, request.call_key, model, reason, reply, cost, latency_ms, outcome)
-        self.journal.record(row, response)
+        await self.journal.arecord(row, response)
         self._emit(row, request)
         return response
 
-    def _failed(self, request: ModelRequest, route: Route, fault: Fault, n: int) -> None:
+    async def _failed(self, request: ModelRequest, route: Route, fault: Fault, n: int) -> None:
         model = self.router.catalog.get(fault.model)
         outcome = "circuit_open" if fault.fault is None else fault.fault.kind
         spent = fault.fault.reply if fault.fault is not None else None
@@ -366,7 +369,7 @@ class RunRouter:
             fault.latency_ms,
             outcome,
         )
-        self.journal.record(row, None)
+        await self.journal.arecord(row, None)
         self._emit(
             row,
             request,

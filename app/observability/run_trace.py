@@ -86,7 +86,7 @@ class RunTrace:
 
     def bind(self, context: RunContext) -> RunContext:
         """``context`` with traced router, tools and gate; listens to the run's events."""
-        self.events.listeners.append(self.on_event)
+        self.events.watchers.append(self.on_event)
         return replace(context, router=TracedRouter(context.router, self),
                        tools=TracedTools(context.tools, self),
                        gate=TracedGate(context.gate, self))
@@ -182,7 +182,7 @@ class RunTrace:
         return self.rounds.get(self.round, self.span)
 
     # events the run emits
-    def on_event(self, seq: int, type: str, data: Mapping[str, Any]) -> None:
+    def on_event(self, type: str, data: Mapping[str, Any]) -> None:
         """Fold one run event into the spans; tracing never fails the run."""
         try:
             self._fold(type, data)

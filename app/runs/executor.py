@@ -61,8 +61,10 @@ class LedgerExecutor(ToolExecutor):
                            knowledge=self.knowledge)
 
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
-        """Run (or replay, or reconcile) one cleared tool call."""
-        row = self.store.tool_get(invocation.key)
+        """Run (or replay, or reconcile) one cleared tool call; the ledger is read and
+        written on the database's threads."""
+        call = self.store.db.call
+        row = await call(self.store.tool_get, invocation.key)
         if row is not None and row["status"] == "DONE":
             return ToolOutcome(ok=bool(row["ok"]), data=row["result"] or {}, replayed=True)
         try:
@@ -72,8 +74,8 @@ class LedgerExecutor(ToolExecutor):
                                                         "in this process"})
         ctx = self._context(spec, invocation)
         if row is None:
-            self.store.tool_started(invocation.key, invocation.thread_id, invocation.agent,
-                                    invocation.tool, args_sha256(invocation.args))
+            await call(self.store.tool_started, invocation.key, invocation.thread_id,
+                       invocation.agent, invocation.tool, args_sha256(invocation.args))
             crashpoints.hit("tool.started")
         elif spec.side_effect == SideEffect.WRITE and not self.shadow:
             settled = await self._reconcile(spec, ctx, invocation)
@@ -98,7 +100,7 @@ class LedgerExecutor(ToolExecutor):
         except Exception as e:  # a broken tool must not kill the run; the model sees the error
             log.exception("tool raised", extra={"tool": invocation.tool})
             data, ok = {"error": f"{invocation.tool} failed: {type(e).__name__}"}, False
-        self.store.tool_done(invocation.key, ok, data)
+        await call(self.store.tool_done, invocation.key, ok, data)
         crashpoints.hit("tool.done")
         return ToolOutcome(ok=ok, data=data, replayed=bool(data.get("replayed")))
 
@@ -106,25 +108,25 @@ class LedgerExecutor(ToolExecutor):
                          invocation: ToolInvocation) -> ToolOutcome | None:
         """Settle an unconfirmed write; None when it provably never landed."""
         if spec.reconcile is None:
-            return self._needs_human(spec, invocation, "cannot be checked automatically")
+            return await self._needs_human(spec, invocation, "cannot be checked automatically")
         try:
             found = await spec.areconcile(ctx)
         except Exception as e:  # the check itself failed: only a human can tell now
             log.warning("reconcile failed", extra={"tool": spec.name, "error": type(e).__name__,
                                                    "thread_id": invocation.thread_id})
-            return self._needs_human(spec, invocation, "could not be checked just now")
+            return await self._needs_human(spec, invocation, "could not be checked just now")
         if found is None:
             log.info("unconfirmed write had not landed; running it",
                      extra={"tool": spec.name, "thread_id": invocation.thread_id})
             return None
         data = {**found, "reconciled": True}
-        self.store.tool_done(invocation.key, True, data)
+        await self.store.db.call(self.store.tool_done, invocation.key, True, data)
         crashpoints.hit("tool.done")
         return ToolOutcome(ok=True, data=data, replayed=True)
 
-    def _needs_human(self, spec: ToolSpec, invocation: ToolInvocation,
-                     why: str) -> ToolOutcome:
+    async def _needs_human(self, spec: ToolSpec, invocation: ToolInvocation,
+                           why: str) -> ToolOutcome:
         data = {"error": f"{spec.name} may or may not have run before a crash and {why}; "
                          "a human must verify it", "needs_human": True}
-        self.store.tool_done(invocation.key, False, data)
+        await self.store.db.call(self.store.tool_done, invocation.key, False, data)
         return ToolOutcome(ok=False, data=data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.runs.claims import Claim, LeaseLost
@@ -35,9 +35,14 @@ class FencedStore(Store):
         """The claim's fencing token."""
         return self.claim.epoch
 
-    def checkpoint_fence(self) -> CheckpointFence:
-        """What the run's checkpoint writes check (see ``app.storage.checkpoint_fence``)."""
-        return CheckpointFence(self.claim.run_id, self.epoch, self._check_epoch)
+    def checkpoint_fence(self, flush: Callable[[], Awaitable[None]] | None = None,
+                         ) -> CheckpointFence:
+        """What the run's checkpoint writes check (see ``app.storage.checkpoint_fence``),
+        after ``flush`` (the run's queued events)."""
+        return CheckpointFence(self.claim.run_id, self.epoch, self._acheck_epoch, flush)
+
+    async def _acheck_epoch(self) -> None:
+        await self.db.call(self._check_epoch)
 
     def _check_epoch(self) -> None:
         row = self.db.one("SELECT epoch FROM runs WHERE id = ?", (self.claim.run_id,))

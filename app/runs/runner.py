@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +26,7 @@ from app.llm.journal import Journal
 from app.llm.router import Router
 from app.observability.run_trace import traced
 from app.runs.claims import Claim, LeaseLost
-from app.runs.events import Listener, RunEvents, SystemClock
+from app.runs.events import Listener, QueuedRunEvents, RunEvents, SystemClock
 from app.runs.executor import LedgerExecutor
 from app.runs.fencing import FencedStore
 from app.runs.teams import team_spec
@@ -166,11 +167,12 @@ class Runner:
     async def execute(self, run_id: str, listeners: Sequence[Listener] | None = None,
                       claim: Claim | None = None) -> RunResult:
         """Start a pending run from its task (under ``claim``, or a claim taken here)."""
-        run = self.store.get_run(run_id)
+        call = self.store.db.call
+        run = await call(self.store.get_run, run_id)
         if run is None:
             raise NotFound(f"no run {run_id!r}")
-        store = self.claimed(run, claim)
-        events = RunEvents(store, run.id, listeners)
+        store = await call(self.claimed, run, claim)
+        events = QueuedRunEvents(store, run.id, listeners)
         events.emit("run_started", {
             "thread_id": local_id(run.thread_id), "team": run.team, "task": run.task,
             "policy": self.settings.routing.policy, "mode": run.metadata.get("mode", "live"),
@@ -191,14 +193,16 @@ class Runner:
                      listeners: Sequence[Listener] | None = None,
                      run_id: str | None = None, claim: Claim | None = None) -> RunResult:
         """Continue a run (default: the thread's latest): after a crash, or with a decision."""
-        run = self.store.get_run(run_id) if run_id else self.store.latest_run(thread_id)
+        call = self.store.db.call
+        run = await (call(self.store.get_run, run_id) if run_id
+                     else call(self.store.latest_run, thread_id))
         if run is None or run.thread_id != thread_id:
             raise NotFound(f"no run on thread {local_id(thread_id)!r}")
         if run.status == "success" or (run.status == "error" and run.stop_reason):
             raise RunStateError(
                 f"run {run.id} on thread {local_id(thread_id)} already finished")
-        store = self.claimed(run, claim)
-        events = RunEvents(store, run.id, listeners)
+        store = await call(self.claimed, run, claim)
+        events = QueuedRunEvents(store, run.id, listeners)
         payload: Any
         if decision is not None:
             payload = Command(resume=decision)
@@ -208,8 +212,8 @@ class Runner:
             snapshot = await self.graph(run.team).aget_state(self.config(thread_id, run.team))
             # Decisions settled before a crash, not applied yet: resume with them (re-running
             # the paused node would ask again for what was already decided).
-            decision = self.store.settled_decisions(
-                run.id, [i.id for i in snapshot.interrupts]) or None
+            decision = await call(self.store.settled_decisions,
+                                  run.id, [i.id for i in snapshot.interrupts]) or None
             if decision:
                 payload = Command(resume=decision)
             elif snapshot.next or snapshot.tasks:
@@ -238,16 +242,29 @@ class Runner:
                 "recursion_limit": self._limits[team]}
 
     async def _drive(self, run_id: str, thread_id: str, team: str, payload: Any,
-                     events: RunEvents, store: FencedStore) -> RunResult:
+                     events: QueuedRunEvents, store: FencedStore) -> RunResult:
+        """Run the graph and record how it ended. Every store step goes through
+        ``Database.call``, and the run's events are stored before each of its other writes
+        (status, approvals) and before each checkpoint (``events.flush``)."""
+        try:
+            return await self._graph_run(run_id, thread_id, team, payload, events, store)
+        except asyncio.CancelledError:  # what the run emitted is stored before whoever
+            await _quietly(events.flush())  # cancelled it records the cancel
+            raise
+
+    async def _graph_run(self, run_id: str, thread_id: str, team: str, payload: Any,
+                         events: QueuedRunEvents, store: FencedStore) -> RunResult:
+        call = self.store.db.call
         graph = self.graph(team)
         config = self.config(thread_id, team)
-        run = self.store.get_run(run_id)
+        run = await call(self.store.get_run, run_id)
         tenant = run.tenant if run else "default"
         kb = self.knowledge
         shadow = bool(run and run.metadata.get("mode") == "shadow")
         journal = Journal(store, run_id, thread_id, tenant)
-        context = traced(RunContext(
-            router=self.router.for_run(journal, events, run.budget_usd if run else None),
+        router = await call(self.router.for_run, journal, events, run.budget_usd if run else None)
+        context = traced(RunContext(  # on the loop: the trace id goes into the run's context
+            router=router,
             tools=LedgerExecutor(store, self.registry, tenant=tenant,
                                  knowledge=LazyKnowledge(kb) if kb else None, shadow=shadow,
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
@@ -255,34 +272,38 @@ class Runner:
             gate=TenantThreadGate(self.gate), events=events, clock=SystemClock(),
             memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
             shadow=shadow), run_id, thread_id, team, events)
-        store.update_run(run_id, status="running")
+        await events.flush()
+        await call(store.update_run, run_id, status="running")
         try:
             if payload is not FINISHED:
-                with fenced_checkpoints(store.checkpoint_fence()):
+                with fenced_checkpoints(store.checkpoint_fence(events.flush)):
                     await graph.ainvoke(payload, {**config, "metadata": {RUN_KEY: run_id}},
                                         context=context, durability="sync")
+            await events.flush()
         except (LeaseLost, StorageError):  # another owner has the run, or the database is
             raise  # gone: write nothing more here (the run goes on from its checkpoint)
         except GraphRecursionError as e:
-            return self._fail(run_id, thread_id, events, f"superstep limit reached: {e}")
+            return await self._fail(run_id, thread_id, events, f"superstep limit reached: {e}")
         except Exception as e:  # the run fails; the process and other runs carry on
             log.exception("run failed", extra={"run_id": run_id, "thread_id": thread_id})
-            return self._fail(run_id, thread_id, events, f"{type(e).__name__}: {e}")
+            return await self._fail(run_id, thread_id, events, f"{type(e).__name__}: {e}")
         snapshot = await graph.aget_state(config)
-        totals = self.store.totals(run_id)
+        totals = await call(self.store.totals, run_id)
         pending = [Interrupt(i.id, i.value) for i in snapshot.interrupts]
         if pending and run is not None:
-            self._record_pause(store, run, pending, snapshot.values, totals.cost_usd, events)
-            store.update_run(run_id, status="interrupted")
+            await call(self._record_pause, store, run, pending, snapshot.values,
+                       totals.cost_usd, events)
+            await call(store.update_run, run_id, status="interrupted")
             return RunResult(run_id, thread_id, "interrupted", cost_usd=totals.cost_usd,
                              model_calls=totals.calls, interrupts=pending)
         values = snapshot.values
         answer, reason = values.get("final_answer"), values.get("stop_reason")
         if shadow:
-            answer = (answer or "") + shadow_report(self.store.events(run_id, 0, 100_000))
+            answer = (answer or "") + shadow_report(
+                await call(self.store.events, run_id, 0, 100_000))
         status, error = outcome(reason)
-        store.update_run(run_id, status=status, final_answer=answer, stop_reason=reason,
-                         error=error)
+        await call(store.update_run, run_id, status=status, final_answer=answer,
+                   stop_reason=reason, error=error)
         if self.settings.prune_checkpoints:
             await prune_finished(self.saver, thread_id)
         usage = {"model_calls": totals.calls, "prompt_tokens": totals.prompt_tokens,
@@ -295,6 +316,7 @@ class Runner:
             events.emit("run_failed", {"reason": error, "stop_reason": reason,
                                        "final_answer": answer, "cost_usd": totals.cost_usd,
                                        "usage": usage})
+        await events.flush()
         return RunResult(run_id, thread_id, status, final_answer=answer, stop_reason=reason,
                          cost_usd=totals.cost_usd, model_calls=totals.calls, error=error)
 
@@ -334,12 +356,24 @@ class Runner:
             if seq is not None:
                 events.notify(seq, "approval_requested", event)
 
-    def _fail(self, run_id: str, thread_id: str, events: RunEvents, reason: str) -> RunResult:
-        events.store.update_run(run_id, status="error", error=reason)
+    async def _fail(self, run_id: str, thread_id: str, events: QueuedRunEvents,
+                    reason: str) -> RunResult:
+        call = self.store.db.call
+        await events.flush()
+        await call(events.store.update_run, run_id, status="error", error=reason)
         events.emit("run_failed", {"reason": reason})
-        totals = self.store.totals(run_id)
+        await events.flush()
+        totals = await call(self.store.totals, run_id)
         return RunResult(run_id, thread_id, "error", cost_usd=totals.cost_usd,
                          model_calls=totals.calls, error=reason)
+
+
+async def _quietly(flushing: Awaitable[None]) -> None:
+    """Await a flush whose failure must not replace the error being handled."""
+    try:
+        await flushing
+    except Exception as e:
+        log.warning("events of a stopped run not stored", extra={"error": type(e).__name__})
 
 
 def outcome(stop_reason: str | None) -> tuple[str, str | None]:

@@ -111,7 +111,8 @@ class Worker:
     # the task
     async def _job(self, context: JobContext, run_id: str, action: Action,
                    decisions: dict[str, Any] | None = None) -> None:
-        run = self.store.get_run(run_id)
+        call = self.store.db.call  # every store step off this worker's event loop
+        run = await call(self.store.get_run, run_id)
         if run is None:
             log.warning("job for a run that no longer exists is dropped",
                         extra={"run_id": run_id})
@@ -126,20 +127,21 @@ class Worker:
             # (its heartbeat was late): one attempt is enough.
             log.warning("job of a run this worker is already driving is dropped")
             return
-        if action == "execute" and self.store.queued_behind(run):
+        if action == "execute" and await call(self.store.queued_behind, run):
             # multitask_strategy=enqueue behind a pending approval (or a run ahead): the
             # same job again later, so the decision's resume job goes first.
-            self._later(run, action, decisions, context.job.priority)
+            await self._later(run, action, decisions, context.job.priority)
             return
-        claim = self.store.claim_run(run.id, self.name, tenant_limit=self.cfg.tenant_max_running,
-                                     stale_s=self.cfg.stall_timeout_s, take_live=False)
+        claim = await call(self.store.claim_run, run.id, self.name,
+                           tenant_limit=self.cfg.tenant_max_running,
+                           stale_s=self.cfg.stall_timeout_s, take_live=False)
         if claim == "missing":
             return
         if not isinstance(claim, Claim):  # tenant at its limit, or another live owner
-            self._later(run, action, decisions, context.job.priority)
+            await self._later(run, action, decisions, context.job.priority)
             return
-        if self.store.cancel_requested(run.id):
-            self._cancelled(run, claim)
+        if await call(self.store.cancel_requested, run.id):
+            await self._cancelled(run, claim)
             return
         self._driving[run.id] = context.job.id or 0
         try:
@@ -160,7 +162,7 @@ class Worker:
             if action == "resume" and decisions and await self._still_pending(run, decisions):
                 result: RunResult = await runner.resume(run.thread_id, decisions, listeners,
                                                         run_id=run.id, claim=claim)
-            elif action == "resume" or self.store.events(run.id, 0, limit=1):
+            elif action == "resume" or await self.store.db.call(self._started, run.id):
                 # A retried job (or decisions an earlier attempt already applied): continue
                 # from the last checkpoint; model calls replay, tool calls reconcile.
                 result = await runner.resume(run.thread_id, None, listeners, run_id=run.id,
@@ -175,13 +177,12 @@ class Worker:
             reason = context.abort_reason()
             if reason == AbortReason.SHUTDOWN and not stop:
                 # This worker stops; the run goes on elsewhere from its checkpoint.
-                self.store.release(claim)
-                self._later(run, "resume", None, context.job.priority, delay_s=0)
+                await asyncio.shield(self._hand_back(run, claim, context.job.priority))
                 raise
             if stop == ["lost"]:
                 log.warning("run's claim was lost; stopped")
                 return
-            self._cancelled(run, claim)
+            await self._cancelled(run, claim)
             if reason is not None:
                 raise
         finally:
@@ -189,11 +190,15 @@ class Worker:
             with suppress(asyncio.CancelledError):
                 await beat
 
+    def _started(self, run_id: str) -> bool:
+        """Whether an earlier attempt of the run got as far as its first event."""
+        return bool(self.store.events(run_id, 0, limit=1))
+
     async def _heartbeat(self, claim: Claim, job: asyncio.Task[Any], stop: list[str]) -> None:
         while True:
             await asyncio.sleep(self.cfg.heartbeat_s)
             try:
-                state = self.store.heartbeat(claim)
+                state = await self.store.db.call(self.store.heartbeat, claim)
             except Exception as e:  # the database blinked: the next beat tries again
                 log.warning("heartbeat failed: %s", type(e).__name__)
                 continue
@@ -206,23 +211,38 @@ class Worker:
         pending = await self.services.runner.pending_interrupts(run.thread_id, run.team)
         return set(decisions) <= {p.id for p in pending}
 
-    def _cancelled(self, run: RunRow, claim: Claim | None) -> None:
+    async def _cancelled(self, run: RunRow, claim: Claim | None) -> None:
         """Record the cancel as the run's owner (nothing when the claim is gone)."""
         if claim is None:
             return
         store = FencedStore(self.store, claim)
-        try:
+
+        def record() -> tuple[int, dict[str, Any]]:
             store.update_run(run.id, status="interrupted", stop_reason="cancelled")
-            totals = self.store.totals(run.id)
-            RunEvents(store, run.id, [self.publisher.listener(run.id)]).emit(
-                "run_cancelled", {"cost_usd": totals.cost_usd})
-            log.info("run cancelled")
+            data = {"cost_usd": self.store.totals(run.id).cost_usd}
+            return store.append_event(run.id, "run_cancelled", data), data
+
+        try:
+            seq, data = await self.store.db.call(record)
         except LeaseLost:
             log.warning("run was taken over before its cancel was recorded")
+            return
+        RunEvents(store, run.id, [self.publisher.listener(run.id)]).notify(
+            seq, "run_cancelled", data)
+        log.info("run cancelled")
 
-    def _later(self, run: RunRow, action: Action, decisions: dict[str, Any] | None,
-               priority: int, delay_s: float = RETRY_LATER_S) -> None:
+    async def _hand_back(self, run: RunRow, claim: Claim, priority: int) -> None:
+        """This worker stops: release the claim and queue the run's resume at once."""
+        await self.store.db.call(self.store.release, claim)
+        await self._later(run, "resume", None, priority, delay_s=0)
+
+    async def _later(self, run: RunRow, action: Action, decisions: dict[str, Any] | None,
+                     priority: int, delay_s: float = RETRY_LATER_S) -> None:
         """Defer the same work again, due in ``delay_s`` (a new job; this one ends)."""
+        await self.store.db.call(self._defer, run, action, decisions, priority, delay_s)
+
+    def _defer(self, run: RunRow, action: Action, decisions: dict[str, Any] | None,
+               priority: int, delay_s: float) -> None:
         with self.store.db.tx() as c:
             self.queue.enqueue_in(c, run.id, run.thread_id, action, decisions, priority,
                                   delay_s=delay_s)

@@ -11,9 +11,12 @@ a context variable that LangGraph's checkpoint tasks inherit. The savers of
   exclusively before it bumps the epoch: a write that checked the old epoch commits before
   the takeover, and one that comes after sees the new epoch and is refused. The fence is
   an advisory lock rather than the run row's lock, so it never waits on (or holds up) the
-  app store's writes of the run, which run synchronously on the same event loop.
+  app store's writes of the run.
 - SQLite (embedded, one process): the epoch is read before the write, which is enough when
   every claimant lives in the one process whose event loop runs both.
+
+Before either, the fence's ``flush`` stores the events the run has queued
+(``app.runs.events.QueuedRunEvents``): a checkpoint never gets ahead of its step's events.
 
 A refused write raises ``LeaseLost``; the runner lets it end the run's task without writing
 anything more.
@@ -21,7 +24,7 @@ anything more.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,12 +37,19 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 @dataclass(frozen=True)
 class CheckpointFence:
-    """The claim a run's checkpoint writes must still hold, and how to check it outside a
-    PostgreSQL transaction (raises ``LeaseLost``)."""
+    """The claim a run's checkpoint writes must still hold, how to check it outside a
+    PostgreSQL transaction (raises ``LeaseLost``), and what must be stored before any
+    checkpoint write (the run's queued events)."""
 
     run_id: str
     epoch: int
-    check: Callable[[], None]
+    check: Callable[[], Awaitable[None]]
+    flush: Callable[[], Awaitable[None]] | None = None
+
+    async def before_write(self) -> None:
+        """Store what the checkpoint must not get ahead of."""
+        if self.flush is not None:
+            await self.flush()
 
 
 _fence: ContextVar[CheckpointFence | None] = ContextVar("checkpoint_fence", default=None)
@@ -67,17 +77,18 @@ class FencedSqliteSaver(AsyncSqliteSaver):
                    metadata: CheckpointMetadata, new_versions: ChannelVersions,
                    ) -> RunnableConfig:
         """Write a checkpoint while the claim holds."""
-        _check()
+        await _check()
         return await super().aput(config, checkpoint, metadata, new_versions)
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],
                           task_id: str, task_path: str = "") -> None:
         """Write a step's pending writes while the claim holds."""
-        _check()
+        await _check()
         await super().aput_writes(config, writes, task_id, task_path)
 
 
-def _check() -> None:
+async def _check() -> None:
     fence = _fence.get()
     if fence is not None:
-        fence.check()
+        await fence.before_write()
+        await fence.check()

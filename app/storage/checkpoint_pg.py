@@ -30,6 +30,7 @@ class FencedPostgresSaver(AsyncPostgresSaver):
             async with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
+        await fence.before_write()
         async with (self.lock, _ainternal.get_connection(self.conn) as conn,
                     conn.transaction(),
                     conn.cursor(binary=True, row_factory=dict_row) as cur):

@@ -133,19 +133,19 @@ async def test_claims_checkpoint_fence_reaches_the_graph_run(
     at_steal: list[int] = []
     original = FencedStore.checkpoint_fence
 
-    def stolen_at_third(self: FencedStore) -> CheckpointFence:
-        fence = original(self)
+    def stolen_at_third(self: FencedStore, flush: Any = None) -> CheckpointFence:
+        fence = original(self, flush)
 
-        def check() -> None:
+        async def check() -> None:
             checks.append(1)
             if len(checks) == 3:
                 with sqlite3.connect(tmp_path / "data" / "checkpoints.db") as db:
                     (n,) = db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()
                 at_steal.append(int(n))
                 self.base.claim_run(fence.run_id, "thief")
-            fence.check()
+            await fence.check()
 
-        return CheckpointFence(fence.run_id, fence.epoch, check)
+        return CheckpointFence(fence.run_id, fence.epoch, check, flush)
 
     monkeypatch.setattr(FencedStore, "checkpoint_fence", stolen_at_third)
     settings = make_settings(tmp_path / "data")

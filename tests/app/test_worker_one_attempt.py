@@ -90,4 +90,8 @@ async def test_worker_runs_one_attempt_when_its_job_goes_back_to_the_queue(
     assert done is not None and done.status == "success", done
     assert provider.sent and max(provider.sent.values()) == 1, provider.sent
     assert done.epoch == 1  # claimed once: no second attempt took it over
+    for _ in range(100):  # the job ends just after the run's status: its last event is stored
+        if worker.finished:
+            break
+        await asyncio.sleep(0.05)
     assert worker.finished == [run.id]
