@@ -74,7 +74,7 @@ class RunManager:
             await asyncio.sleep(every)
             for run_id, claim in list(self._claims.items()):
                 try:
-                    state = self.store.heartbeat(claim)
+                    state = await self.store.db.call(self.store.heartbeat, claim)
                 except Exception:  # the database blinked: the next beat tries again
                     log.warning("heartbeat failed", extra={"run_id": run_id})
                     continue
@@ -193,20 +193,19 @@ class RunManager:
                     await self._wait_behind_approvals(run)
                 async with lock:
                     # The run ahead may have paused for an approval while this one waited.
-                    if fresh and self.store.thread_pending_approvals(run.thread_id):
+                    if fresh and await self.store.db.call(self._awaits_decision, run):
                         continue
                     await self._run_held(run, job)
                     return
         except asyncio.CancelledError:
             if run.id in self._cancelled:
-                self._mark_cancelled(run.id)
+                await self.store.db.call(self._mark_cancelled, run.id)
             raise
         except LeaseLost:
             log.warning("run was taken over by another process; stopped here")
         except Exception as e:  # a run's failure must not escape into the server loop
             log.exception("run could not execute")
-            self.store.update_run(run.id, status="error", error=f"{type(e).__name__}: {e}")
-            RunEvents(self.store, run.id).emit("run_failed", {"reason": str(e)})
+            await self.store.db.call(self._mark_failed, run.id, e)
         finally:
             queue = self._thread_runs.get(run.thread_id, [])
             if run.id in queue:
@@ -221,7 +220,7 @@ class RunManager:
     async def _run_held(self, run: RunRow, job: Job) -> None:
         """The job, with the thread's lock held: claimed, in a slot of the semaphore."""
         if run.id in self._cancelled:
-            self._mark_cancelled(run.id)
+            await self.store.db.call(self._mark_cancelled, run.id)
             return
         claim = await self._claim(run)
         if claim is None:
@@ -239,10 +238,7 @@ class RunManager:
         spawn) a parked run goes on waiting."""
         parked = False
         try:
-            while self.store.thread_pending_approvals(run.thread_id) or (parked and (
-                    self._admission_held(run.thread_id) or any(
-                        (r.created_at, r.id) < (run.created_at, run.id)
-                        for r in self.store.active_runs(run.thread_id)))):
+            while await self.store.db.call(self._still_behind, run, parked):
                 if not parked:
                     log.info("run queued behind the thread's pending approval")
                     self._parked.add(run.id)
@@ -251,17 +247,27 @@ class RunManager:
         finally:
             self._parked.discard(run.id)
 
+    def _awaits_decision(self, run: RunRow) -> bool:
+        return bool(self.store.thread_pending_approvals(run.thread_id))
+
+    def _still_behind(self, run: RunRow, parked: bool) -> bool:
+        return self._awaits_decision(run) or (parked and (
+            self._admission_held(run.thread_id) or any(
+                (r.created_at, r.id) < (run.created_at, run.id)
+                for r in self.store.active_runs(run.thread_id))))
+
     async def _claim(self, run: RunRow) -> Claim | None:
         """Claim the run once its tenant has a free slot; None when another live process
         holds it."""
         cfg = self.services.settings.queue
         while True:
-            current = self.store.get_run(run.id)
+            current = await self.store.db.call(self.store.get_run, run.id)
             if current is None:
                 return None
             dead = current.status == "running" and owner_is_gone(current.owner)
-            got = self.store.claim_run(run.id, OWNER, tenant_limit=cfg.tenant_max_running,
-                                       stale_s=cfg.stall_timeout_s, take_live=dead)
+            got = await self.store.db.call(
+                self.store.claim_run, run.id, OWNER, tenant_limit=cfg.tenant_max_running,
+                stale_s=cfg.stall_timeout_s, take_live=dead)
             if isinstance(got, Claim):
                 return got
             if got == "missing" or (got == "owned" and current.status not in ACTIVE):
@@ -269,6 +275,10 @@ class RunManager:
             # The tenant is at its limit, or another process still heartbeats the run (if it
             # stops, its claim goes stale and this one takes over).
             await asyncio.sleep(TENANT_WAIT_S if got == "tenant_full" else cfg.heartbeat_s)
+
+    def _mark_failed(self, run_id: str, error: Exception) -> None:
+        self.store.update_run(run_id, status="error", error=f"{type(error).__name__}: {error}")
+        RunEvents(self.store, run_id).emit("run_failed", {"reason": str(error)})
 
     def _mark_cancelled(self, run_id: str) -> None:
         self.store.update_run(run_id, status="interrupted", stop_reason="cancelled")
