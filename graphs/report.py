@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from tools.spec import json_schema
+
 REPORT_TOOL = "report"
 
 Status = Literal["done", "blocked", "needs_input"]
@@ -57,7 +59,7 @@ def report_schema() -> dict[str, Any]:
         "description": ("Finish your step: say whether it is done, blocked or needs input "
                         "from a person, with a short summary and the ids and figures "
                         "your tool calls produced. Call it alone, as your last call."),
-        "parameters": ReportArgs.model_json_schema()}}
+        "parameters": json_schema(ReportArgs)}}
 
 
 def parse_report(arguments: str) -> ReportArgs:

@@ -11,6 +11,7 @@ import prompts
 from graphs.errors import LedgerError
 from graphs.ledger import parse_model
 from graphs.ports import Message, ModelRequest, ModelRouter
+from tools.spec import json_schema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,7 +30,7 @@ async def ask_structured(
     Broken JSON is repaired locally first; output that still fails validation gets one
     retry that shows the model its error and tells the router the step failed on schema.
     """
-    shape = schema.model_json_schema()
+    shape = json_schema(schema)
     first = await router.complete(
         ModelRequest(role=role, messages=messages, call_key=f"{call_key}/a0",
                      json_output=True, signals=signals, json_schema=shape)

@@ -121,7 +121,7 @@ class ToolSpec:
             "function": {
                 "name": self.wire_name,
                 "description": self.description,
-                "parameters": _json_schema(self.args_model),
+                "parameters": json_schema(self.args_model),
             },
         }
 
@@ -164,9 +164,10 @@ async def _settle(aw: Awaitable[Mapping[str, Any]]) -> Mapping[str, Any]:
 
 
 @functools.cache
-def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    # Building a JSON schema takes milliseconds and specialists send theirs on every call;
-    # it never changes for a model class. Shared: callers must not mutate it.
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model class's JSON schema, built once. Building one takes milliseconds and the
+    loop sends schemas on every model call (tool arguments, the report tool, structured
+    output); it never changes for a class. Shared: callers must not mutate it."""
     return model.model_json_schema()
 
 
