@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # imported on the first connection: the SQLite sandbox never needs it
+    import psycopg
 
 _WRITE_LOCK = 7_400_531_977  # pg_advisory_xact_lock key of sandbox writes
 _SCHEMA_LOCK = 7_400_531_978  # held while the tables are created, seeded or reset
@@ -93,6 +94,8 @@ class PgConnection:
     """One sandbox connection (one transaction at a time, committed by the caller)."""
 
     def __init__(self, url: str) -> None:
+        import psycopg
+
         self.conn: psycopg.Connection[Any] = psycopg.connect(url, connect_timeout=5)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:

@@ -35,7 +35,6 @@ from app.observability.metrics import Metrics
 from app.observability.telemetry import TraceContext
 from app.observability.webhooks import Webhooks, check_secrets
 from app.runs.broker import EventBroker
-from app.runs.queued_runs import QueuedRunManager
 from app.runs.run_manager import RunManager
 from app.services import open_services
 from app.tooling.mcp_client import McpConnection
@@ -72,6 +71,16 @@ class Timing:
         await self.app(scope, receive, timed_send)
 
 
+def manager_type(settings: Settings) -> type[RunManager]:
+    """The run manager: this process executes runs, or queues them for workers (then, and
+    only then, the queue's modules and procrastinate are imported)."""
+    if settings.queue.api_executes:
+        return RunManager
+    from app.runs.queued_runs import QueuedRunManager
+
+    return QueuedRunManager
+
+
 async def probe_models(app: FastAPI, settings: Settings, offline: bool) -> None:
     """Find which roles have a reachable model, off the start path (``/readyz`` shows it)."""
     from app.llm.reach import banner, role_models
@@ -86,14 +95,14 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None,
     ``connections``: MCP servers ``foreman serve`` began connecting before this was built)."""
     keyring = KeyRing.from_settings(settings)  # a missing key env var fails before serving
     check_secrets(settings)  # so does a webhook subscription's missing secret
+    managers = manager_type(settings)  # imported here, off the event loop
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, gate=gate,
                                  connections=connections) as services:
             broker = EventBroker()
-            manager = (RunManager(services, broker) if settings.queue.api_executes
-                       else QueuedRunManager(services, broker))
+            manager = managers(services, broker)
             await manager.open()
             app.state.api = Api(services, manager, broker, keyring, Metrics(services.store))
             app.state.keyring = keyring

@@ -100,6 +100,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address.")] = None
     async def prepare() -> None:
         if settings.tools.mcp:  # server processes start while Foreman imports the rest
             toolbox = await asyncio.to_thread(importlib.import_module, "app.tooling.toolbox")
+            await asyncio.to_thread(toolbox.import_sdk)
             early.append(toolbox.start_connections(settings))
 
     def build() -> ASGIApp:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib
 import ipaddress
 import json
 import logging
@@ -151,11 +152,18 @@ class Webhooks:
         self.store = store
         self.db = store.db
         self.secret_file = settings.data_dir / "webhook-secret"
-        self.client = client or httpx.AsyncClient(timeout=self.config.timeout_s,
-                                                  follow_redirects=False)
+        self._client = client  # made on first use: its transport's import takes a while
         check_secrets(settings)
         ensure_schema(self.db)
         self._sending = asyncio.Semaphore(8)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client deliveries go out on."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.config.timeout_s,
+                                             follow_redirects=False)
+        return self._client
 
     # what to deliver
     def targets(self, tenant: str, event: str, run_metadata: Mapping[str, Any]) -> list[Target]:
@@ -290,6 +298,8 @@ class Webhooks:
 
     async def run_forever(self) -> None:
         """Scan and send every ``poll_s`` seconds (a lifespan task)."""
+        if self._client is None:  # the client's first use would import httpcore on the loop
+            await asyncio.to_thread(importlib.import_module, "httpcore")
         while True:
             try:
                 self.scan()
@@ -300,7 +310,8 @@ class Webhooks:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def _event_fields(type: str, data: Mapping[str, Any]) -> dict[str, Any]:

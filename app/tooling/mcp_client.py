@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -16,22 +17,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import httpx2
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.runs import crashpoints
 from app.tooling.config import McpServerConfig, executable
 from app.tooling.secrets import interpolate
 
+if TYPE_CHECKING:  # the SDK takes a second to import: only a server that connects needs it
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp_types import CallToolResult, Tool
+
 log = logging.getLogger(__name__)
 
 Status = Literal["connecting", "connected", "down", "closed"]
+
+
+def import_sdk() -> None:
+    """Import the MCP SDK now (a second's work), so a connect on the event loop finds it
+    loaded; call it off the loop. Without MCP servers nothing needs it."""
+    for name in ("mcp.client.session", "mcp.client.stdio", "mcp.client.streamable_http",
+                 "tools.schema_args"):  # the last: jsonschema, for the servers' tool schemas
+        importlib.import_module(name)
 
 
 class McpUnavailable(Exception):
@@ -165,6 +172,8 @@ class McpConnection:
         return time.monotonic() - up >= 1.0
 
     async def _hold(self, ready: asyncio.Event, end: asyncio.Event) -> None:
+        from mcp.client.session import ClientSession
+
         try:
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
@@ -190,6 +199,9 @@ class McpConnection:
 
     async def _watch(self, session: ClientSession, end: asyncio.Event) -> None:
         """Until ``end`` is set or the session breaks: ping every ``health_interval_s``."""
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED
+
         c = self.config
         misses = 0
         while not end.is_set():
@@ -217,6 +229,8 @@ class McpConnection:
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         c = self.config
         if c.command:
+            from mcp.client.stdio import StdioServerParameters, stdio_client
+
             exe = executable(c.command[0], self.project_dir)
             if exe is None:
                 raise FileNotFoundError(f"command not found: {c.command[0]}")
@@ -224,6 +238,9 @@ class McpConnection:
             env = {k: interpolate(v, self.own) for k, v in c.env.items()}
             params = StdioServerParameters(command=exe, args=c.command[1:], env=env, cwd=cwd)
             return stdio_client(params, errlog=_errlog())
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
         assert c.url is not None
         headers = {k: interpolate(v, self.own) for k, v in c.headers.items()}
         client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(
@@ -237,6 +254,9 @@ class McpConnection:
         While the server is down, a call at least ``reconnect_after_s`` after the last
         attempt asks for one now and waits for it (bounded by ``connect_timeout_s``).
         """
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CONNECTION_CLOSED, CallToolResult
+
         session = self._session
         if session is None and self._task is not None and not self._closed and \
                 time.monotonic() - self._last_attempt >= self.config.reconnect_after_s:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mcp_types import CallToolResult, Tool
 from pydantic import BaseModel, RootModel, model_validator
 
 from app.tooling.config import McpServerConfig, ReconcileConfig, ToolOverride
 from app.tooling.mcp_client import McpCallLost, McpConnection, McpUnavailable
-from tools.schema_args import schema_args
 from tools.spec import Risk, SideEffect, ToolContext, ToolError, ToolSpec
+
+if TYPE_CHECKING:
+    from mcp_types import CallToolResult, Tool
 
 IDEMPOTENCY_META = "foreman/idempotency_key"
 """The request ``_meta`` key carrying a write's idempotency key."""
@@ -49,6 +50,8 @@ def classify(tool: Tool, override: ToolOverride | None) -> tuple[SideEffect, Ris
 
 def tool_specs(conn: McpConnection) -> list[ToolSpec]:
     """The server's selected tools as specs named ``<server>.<tool>``."""
+    from tools.schema_args import schema_args  # jsonschema: only MCP tools need it
+
     c = conn.config
     specs = []
     for tool in conn.tools:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.errors import ConfigError
-from app.tooling.mcp_client import McpConnection, ServerInfo
+from app.tooling.mcp_client import McpConnection, ServerInfo, import_sdk
 from app.tooling.mcp_tools import placeholder, tool_specs
 from app.tooling.packs import static_registry
 from app.tooling.secrets import EnvFileSecrets
@@ -78,6 +78,8 @@ async def open_toolbox(settings: Settings,
     except BaseException:
         await asyncio.gather(*(c.close() for c in connections or []), return_exceptions=True)
         raise
+    if connections is None and settings.tools.mcp:
+        await asyncio.to_thread(import_sdk)  # off the loop, before the sessions need it
     conns = connections if connections is not None else start_connections(settings)
     box = Toolbox(reg, EnvFileSecrets(settings.project_dir), conns)
     try:
