@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import respx
 
 from app.config.settings import PolicyName, Settings, load_settings
-from app.governance.approvals import ApprovalService, InlineResume
-from app.runs.runner import Interrupt, RunResult
+from app.governance.approvals import ApprovalService
+from app.governance.resumers import InlineResume
+from app.runs.pauses import Interrupt
+from app.runs.runner import RunResult
 from evals.behaviours import Script
 from evals.faults import (
     API_BASE,

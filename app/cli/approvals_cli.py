@@ -94,7 +94,7 @@ def _decide(approval_id: str, decision: str, config: Path | None,
     from app.api.auth import LOCAL_ADMIN
     from app.cli.cli_common import report_result as _report
     from app.cli.console import ProgressPrinter
-    from app.governance.approvals import InlineResume
+    from app.governance.resumers import InlineResume
 
     console = Console(highlight=False)
 

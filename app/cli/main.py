@@ -222,7 +222,7 @@ async def _ask(services: Services, console: Console, result: RunResult,
                listeners: list[Any]) -> RunResult:
     """Ask at the prompt, then decide through the approvals service like any approver."""
     from app.api.auth import LOCAL_ADMIN
-    from app.governance.approvals import InlineResume
+    from app.governance.resumers import InlineResume
 
     resumer = InlineResume(services.runner, listeners)
     for pending in result.interrupts:

@@ -15,7 +15,7 @@ The store is synchronous, so every step of a decision that reads or writes it ru
 worker thread (the server's event loop goes on serving meanwhile); the settle transaction
 stays one transaction there. Only the checkpoint read of what the run waits for and a resume
 that spawns a task stay on the loop, under the resumer's admission lock for the thread
-(:class:`AdmittingResume`) from its check to that spawn.
+(``app.governance.resumers.AdmittingResume``) from its check to that spawn.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -35,10 +34,9 @@ from app.api.auth import Principal
 from app.config.settings import Settings
 from app.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from app.governance.policy.rules import RuleConfig
+from app.governance.resumers import DeferredResume, Resumer, admitting
 from app.runs import crashpoints
-from app.runs.events import Listener
-from app.runs.runner import Runner, RunResult
-from app.storage.db import Cursor
+from app.runs.runner import Runner
 from app.storage.store import ApprovalRow, RunRow, Store
 from app.storage.thread_keys import local_id
 from graphs.approval import parse_decision
@@ -49,54 +47,6 @@ from tools.spec import args_sha256
 log = logging.getLogger(__name__)
 KINDS = ("approve", "reject", "edit", "respond")
 EXPIRY_ACTOR = "system:expiry"
-
-
-class Resumer(Protocol):
-    """Continues a run after its decisions are recorded."""
-
-    def check(self, run: RunRow) -> None:
-        """Raise ``Conflict`` when the run cannot be resumed now (e.g. its thread is busy)."""
-
-    async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
-        """Resume the run with ``{interrupt_id: decision}``."""
-
-
-@runtime_checkable
-class DeferredResume(Resumer, Protocol):
-    """A resumer whose resume is a queue job, deferred inside the caller's transaction."""
-
-    def resume_in(self, c: Cursor, run: RunRow, decisions: dict[str, Any]) -> None:
-        """Mark the run pending and defer its resume with ``decisions``, inside ``c``."""
-
-
-@runtime_checkable
-class AdmittingResume(Resumer, Protocol):
-    """A resumer that admits one start, resume or cancel of a thread at a time (the server's
-    run manager): a decision holds that from its check to its resume."""
-
-    def admitting(self, thread_id: str) -> AbstractAsyncContextManager[None]:
-        """Hold the thread's admission lock for the block."""
-
-
-def _admitting(resumer: Resumer, thread_id: str) -> AbstractAsyncContextManager[None]:
-    return resumer.admitting(thread_id) if isinstance(resumer, AdmittingResume) else nullcontext()
-
-
-class InlineResume:
-    """Resumes in this process and waits (the CLI): ``result`` is how the run went on."""
-
-    def __init__(self, runner: Runner, listeners: Sequence[Listener] = ()) -> None:
-        self.runner = runner
-        self.listeners = list(listeners)
-        self.result: RunResult | None = None
-
-    def check(self, run: RunRow) -> None:
-        """Nothing else runs here."""
-
-    async def resume(self, run: RunRow, decisions: dict[str, Any]) -> None:
-        """Resume and wait until the run ends or pauses again."""
-        self.result = await self.runner.resume(run.thread_id, decisions, self.listeners,
-                                               run_id=run.id)
 
 
 @dataclass(frozen=True)
@@ -299,7 +249,7 @@ class ApprovalService:
         if not prepared:
             raise Conflict("nothing is waiting for a decision")
         run = prepared[0].run
-        async with _admitting(resumer, run.thread_id):
+        async with admitting(resumer, run.thread_id):
             decisions = await asyncio.to_thread(self._settle, principal, prepared, resumer)
             crashpoints.hit("approval.settle")
             if not isinstance(resumer, DeferredResume):
@@ -344,7 +294,7 @@ class ApprovalService:
             run = await asyncio.to_thread(self.store.get_run, row.run_id)
             pending = await self._pending(row.thread_id)
             decisions = {row.interrupt_id: {"decision": "reject", "message": message}}
-            async with _admitting(resumer, row.thread_id):
+            async with admitting(resumer, row.thread_id):
                 settled, resume = await asyncio.to_thread(
                     self._expire, row, run, row.interrupt_id in pending, resumer, decisions,
                     now)

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,13 +28,13 @@ from app.runs.claims import Claim, LeaseLost
 from app.runs.events import Listener, QueuedRunEvents, RunEvents, SystemClock
 from app.runs.executor import LedgerExecutor
 from app.runs.fencing import FencedStore
+from app.runs.pauses import Interrupt, record_pause
 from app.runs.teams import team_spec
 from app.storage.checkpoint import prune_finished
 from app.storage.checkpoint_fence import fenced_checkpoints
 from app.storage.db import Cursor
 from app.storage.store import RunRow, Store
 from app.storage.thread_keys import local_id
-from graphs.approval import approval_id
 from graphs.manager import build_graph, recursion_limit
 from graphs.ports import GateDecision, GateRequest, PolicyGate, RunContext
 from graphs.views import ENDINGS
@@ -63,14 +62,6 @@ def fresh_input(task: str) -> dict[str, Any]:
     step results (``results`` is append-only, so it has to be overwritten; the overwrite
     also stores it whole, empty, in the run's first checkpoint)."""
     return {"task": task, "results": Overwrite([]), "notes": [], "evidence": []}
-
-
-@dataclass(frozen=True)
-class Interrupt:
-    """A pending pause: LangGraph's interrupt id and its HumanInterrupt-shaped value."""
-
-    id: str
-    value: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -323,38 +314,8 @@ class Runner:
     def _record_pause(self, store: Store, run: RunRow, pending: list[Interrupt],
                       values: Mapping[str, Any], cost_usd: float, events: RunEvents) -> None:
         """One approval row (and ``approval_requested`` event) per new pending interrupt."""
-        now = time.time()
-        for p in pending:
-            v = p.value
-            req = v.get("action_request") or {}
-            ttl = v.get("expires_in_s") or self.settings.runs.approval_ttl_s
-            row = {
-                "id": str(v.get("approval_id") or p.id), "interrupt_id": p.id,
-                "thread_id": run.thread_id, "run_id": run.id, "tenant": run.tenant,
-                "requester": run.created_by, "kind": str(v.get("kind") or "tool"),
-                "action": str(req.get("action") or ""), "args": req.get("args") or {},
-                "args_sha256": str(v.get("args_sha256") or ""), "agent": v.get("agent"),
-                "rule": v.get("policy_rule"), "approver_group": v.get("approver_group"),
-                "risk": v.get("risk"), "description": v.get("description"),
-                "context": approval_context(run, v, values, cost_usd), "status": "pending",
-                "created_at": now, "expires_at": now + float(ttl)}
-            event = {"interrupt_id": p.id, "approval_id": row["id"], "kind": row["kind"],
-                     "action": row["action"], "args": row["args"], "agent": row["agent"],
-                     "risk": row["risk"], "policy_rule": row["rule"],
-                     "approver_group": row["approver_group"],
-                     "args_sha256": row["args_sha256"], "requester": run.created_by,
-                     "description": row["description"], "expires_at": row["expires_at"]}
-            seq = store.record_approval(row, event)
-            held = store.get_approval(str(row["id"])) if seq is None else None
-            if held is not None and held.interrupt_id != p.id:
-                # The same call and arguments asked again by a new pause, while their
-                # approval belongs to another interrupt (settled, or left by a pause the run
-                # no longer waits on): a new approval, or this pause would wait on one whose
-                # decision cannot reach it.
-                row["id"] = event["approval_id"] = approval_id(run.thread_id, held.id, p.id)
-                seq = store.record_approval(row, event)
-            if seq is not None:
-                events.notify(seq, "approval_requested", event)
+        record_pause(store, run, pending, values, cost_usd, events,
+                     self.settings.runs.approval_ttl_s)
 
     async def _fail(self, run_id: str, thread_id: str, events: QueuedRunEvents,
                     reason: str) -> RunResult:
@@ -383,26 +344,6 @@ def outcome(stop_reason: str | None) -> tuple[str, str | None]:
         return "success", None
     reason = stop_reason or "unknown"
     return "error", f"the run ended without completing its task: {ENDINGS.get(reason, reason)}"
-
-
-def approval_context(run: RunRow, value: Mapping[str, Any], values: Mapping[str, Any],
-                     cost_usd: float) -> dict[str, Any]:
-    """What an approver sees besides the action: plan, ledger excerpt, rationale, cost."""
-    progress = values.get("last_progress") or {}
-    agent = value.get("agent")
-    rationale = next((f"{s.get('instruction', '')} ({s.get('reason', '')})"
-                      for s in progress.get("next_steps") or [] if s.get("agent") == agent), "")
-    results = [{"step_id": r["step_id"], "agent": r["agent"], "ok": r["ok"],
-                "summary": r["summary"][:400]} for r in (values.get("results") or [])[-6:]]
-    return {
-        "task": run.task, "team": run.team, "plan": values.get("ledger") or {},
-        "ledger_excerpt": {
-            "round": values.get("round", 0),
-            "is_progress_being_made": progress.get("is_progress_being_made"),
-            "next_steps": progress.get("next_steps") or [], "recent_results": results},
-        "rationale": rationale, "cost_usd": round(cost_usd, 6),
-        "mode": run.metadata.get("mode", "live"),
-    }
 
 
 def shadow_report(events: list[dict[str, Any]]) -> str:

@@ -12,7 +12,7 @@ import pytest
 from app.api.auth import Principal
 from app.config.settings import Settings
 from app.errors import Conflict, Forbidden, InvalidRequest
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.runs.runner import RunResult
 from app.services import Services, open_services
 

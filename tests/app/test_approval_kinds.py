@@ -11,7 +11,7 @@ import pytest
 from app.api.auth import Principal
 from app.config.settings import Settings
 from app.errors import InvalidRequest
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.services import open_services

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.api.auth import Principal
-from app.governance.approvals import DeferredResume
+from app.governance.resumers import DeferredResume
 from app.runs.broker import EventBroker
 from app.runs.queued_runs import QueuedRunManager
 from app.runs.runner import RunResult

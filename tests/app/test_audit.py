@@ -12,8 +12,8 @@ import pytest
 
 from app.api.auth import Principal
 from app.config.settings import Settings
-from app.governance.approvals import InlineResume
 from app.governance.redact import redact, redact_text
+from app.governance.resumers import InlineResume
 from app.services import open_services
 from app.storage.db import PostgresDatabase, SqliteDatabase
 from app.storage.store import Store

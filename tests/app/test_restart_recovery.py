@@ -10,7 +10,7 @@ import pytest
 
 from app.api.auth import Principal
 from app.config.settings import Settings
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.runs.broker import EventBroker
 from app.runs.run_manager import RunManager
 from app.runs.runner import RunResult

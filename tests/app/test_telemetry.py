@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from app.api.auth import Principal
 from app.config.settings import Settings
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.observability import telemetry
 from app.observability.logs import JsonFormatter, trace_id_var
 from app.services import Services, open_services

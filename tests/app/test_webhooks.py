@@ -14,7 +14,7 @@ from app.api.auth import Principal
 from app.config.ops_config import WebhooksConfig, WebhookSubscription
 from app.config.settings import Settings
 from app.errors import InvalidRequest
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.observability.webhooks import Webhooks, check_url, deliveries, shown_url
 from app.services import Services, open_services
 from tests.fakes import WebhookReceiver as Receiver

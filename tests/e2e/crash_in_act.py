@@ -14,7 +14,7 @@ from typing import Any
 import app.services
 from app.api.auth import Principal
 from app.config.settings import load_settings
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.services import open_services
 from tests.fakes import HashingEmbedder
 from tools import demo

@@ -8,7 +8,7 @@ import sys
 
 from app.api.auth import Principal
 from app.config.settings import load_settings
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.services import open_services
 from tests.e2e.mcp_project import TASK
 

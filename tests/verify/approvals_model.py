@@ -14,7 +14,8 @@ from app.api.auth import Principal
 from app.config.settings import Settings
 from app.governance.policy.gate import PolicyEngine
 from app.governance.policy.rules import RuleConfig
-from app.runs.runner import Interrupt, Runner
+from app.runs.pauses import Interrupt
+from app.runs.runner import Runner
 from app.storage.store import RunRow
 from app.tooling.toolbox import static_registry
 from tests.conftest import make_settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.runs.events import RunEvents
-from app.runs.runner import Interrupt
+from app.runs.pauses import Interrupt
 from app.storage.db import open_database
 from app.storage.store import Store
 from graphs.approval import interrupt_value

@@ -44,7 +44,7 @@ from app.api.auth import Principal
 from app.errors import Conflict, Forbidden, ForemanError, InvalidRequest, NotFound
 from app.governance.approvals import ApprovalService
 from app.runs.events import RunEvents
-from app.runs.runner import Interrupt
+from app.runs.pauses import Interrupt
 from app.storage.db import open_database
 from app.storage.store import RunRow, Store
 from graphs.approval import interrupt_value

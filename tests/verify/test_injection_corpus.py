@@ -28,7 +28,7 @@ from typing import Any
 
 from app.api.auth import Principal
 from app.config.settings import Settings, load_settings
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.knowledge.ingest import ingest_path
 from app.knowledge.runtime import TenantMemory
 from app.llm.provider import ProviderReply

@@ -13,7 +13,7 @@ import yaml
 from app.api.auth import Principal
 from app.config.settings import load_settings
 from app.errors import ConfigError, InvalidRequest
-from app.governance.approvals import InlineResume
+from app.governance.resumers import InlineResume
 from app.project.init import init_project
 from app.services import open_services
 
