@@ -29,6 +29,7 @@ from app.llm.scripted import ScriptedProvider, call_args, report, sources, step_
 from app.llm.scripted_manager import (
     final,
     instruction_for,
+    is_done,
     json_tag,
     ledger,
     next_steps,
@@ -147,7 +148,7 @@ class Script:
         assert self.book is not None
         steps, satisfied = next_steps(prompt, self.book)
         results = json_tag(prompt, "step_results") or []
-        refused = [r["step_id"] for r in results if not r.get("ok")
+        refused = [r["step_id"] for r in results if not is_done(r)
                    and "rejected by the approver" in r.get("summary", "")]
         if any(s["step_id"] in refused for s in steps):
             return ledger(False, [], cannot=f"the approver rejected step {refused[0]}")
@@ -168,7 +169,7 @@ class Script:
         for rule in self.rules("loop"):
             if n in rule.calls:
                 status = json_tag(prompt, "plan_status") or []
-                done = {s["id"] for s in status if s.get("done")}
+                done = {s["id"] for s in status if is_done(s)}
                 first = next((s for s in self.book.steps if s.id in done), None)
                 if first is not None:
                     steps = [{"step_id": first.id, "agent": first.agent,

@@ -13,7 +13,7 @@ from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ports import Message
 from graphs.state import ManagerState
 from graphs.team import TeamSpec
-from graphs.views import plan_status, prompt_json
+from graphs.views import ledger_facts, plan_status, prompt_json
 from graphs.views import recent_results as recent_view
 
 
@@ -54,12 +54,18 @@ class Manager:
         limits = self.team.limits
         results = state.get("results", [])
         recent, omitted = recent_view(results, limits.recent_results, limits.summary_chars)
+        status = plan_status(state["ledger"], results)
         return {
             "task": state["task"],
             "ledger_json": prompt_json(state["ledger"]),
-            "status_json": prompt_json(plan_status(state["ledger"], results)),
+            "facts_json": prompt_json(ledger_facts(state["ledger"])),
+            "status_json": prompt_json(status),
             "results_json": prompt_json(recent),
             "omitted": omitted,
+            # Whether the record shows a step in trouble: only then do the rules for dropping
+            # a step or ending the run as blocked apply, so only then are they spelled out.
+            "troubled": any(s["state"] not in ("done", "not started") for s in status)
+            or any(r["status"] != "done" for r in recent),
         }
 
     def signals(self, state: ManagerState, **extra: Any) -> dict[str, Any]:

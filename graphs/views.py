@@ -42,12 +42,19 @@ def status_of(result: StepResult) -> str:
 
 
 def plan_status(ledger: TaskLedger, results: list[StepResult]) -> list[dict[str, Any]]:
-    """The plan with a done flag and the state of each step (from its latest result)."""
+    """The plan with the state of each step: done once any result of it was, else dropped,
+    else its latest result's status, else not started."""
     done = done_steps(results)
     latest = {r["step_id"]: status_of(r) for r in results}
-    return [{**step, "done": step["id"] in done,
-             "state": "done" if step["id"] in done else "dropped" if step.get("dropped")
+    return [{**step, "state": "done" if step["id"] in done else "dropped" if step.get("dropped")
              else latest.get(step["id"], "not started")} for step in ledger["plan"]]
+
+
+def ledger_facts(ledger: TaskLedger) -> dict[str, Any]:
+    """The task ledger without its plan (which the plan status shows, with each step's
+    state), and with what Foreman changed in it when it changed anything."""
+    changes = ledger.get("changes") or []
+    return {"facts": ledger["facts"], **({"changes": changes} if changes else {})}
 
 
 def recent_results(
@@ -60,7 +67,6 @@ def recent_results(
             "round": r["round"],
             "step_id": r["step_id"],
             "agent": r["agent"],
-            "ok": r["ok"],
             "status": status_of(r),
             "summary": r["summary"][:chars],
         }
@@ -114,8 +120,13 @@ def nothing_done_answer(task: str, stop_reason: str, results: list[StepResult],
 
 
 def brief(ledger: TaskLedger, results: list[StepResult], keep: int, chars: int) -> str:
-    """What a specialist is told of the run: given facts and recent results."""
-    view, _ = recent_results(results, keep, chars)
+    """What a specialist is told of the run: given facts and the latest result of each of the
+    ``keep`` steps reported on last (a step's newer report supersedes its older ones)."""
+    latest: dict[str, StepResult] = {}
+    for r in results:
+        latest.pop(r["step_id"], None)
+        latest[r["step_id"]] = r
+    view, _ = recent_results(list(latest.values()), keep, chars)
     return prompt_json({"facts_given": ledger["facts"]["given"], "recent_results": view})
 
 

@@ -45,6 +45,11 @@ def task_of(prompt: str) -> str:
     return tag(prompt, "task") or ""
 
 
+def is_done(entry: dict[str, Any]) -> bool:
+    """Whether a step result (its ``status``) or a plan-status entry (its ``state``) is done."""
+    return "done" in (entry.get("status"), entry.get("state"))
+
+
 def _results(prompt: str) -> list[dict[str, Any]]:
     found = json_tag(prompt, "step_results")
     return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
@@ -84,7 +89,7 @@ def known_step(book: Playbook | None, planned: dict[str, Any],
 
 def _latest_done(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(r["step_id"]): r for r in results
-            if r.get("ok") or r.get("status") == "done"}
+            if is_done(r)}
 
 
 def to_redo(prompt: str, book: Playbook) -> list[Step]:
@@ -116,7 +121,7 @@ def plan(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     book = book or for_task(task)
     if book is None:
         return _generic_plan(task, _agents_in(prompt))
-    done = {str(r["step_id"]) for r in _results(prompt) if r.get("ok")}
+    done = {str(r["step_id"]) for r in _results(prompt) if is_done(r)}
     redo = {s.id for s in to_redo(prompt, book)}
     skip = done - redo
     return {"facts": book.facts, "plan": [
@@ -147,12 +152,12 @@ def next_steps(prompt: str, book: Playbook | None) -> tuple[list[dict[str, Any]]
     record) with instructions filled from the record; and whether all are done."""
     status = json_tag(prompt, "plan_status") or []
     results = _results(prompt)
-    done = {s["id"] for s in status if s.get("done")}
+    done = {s["id"] for s in status if is_done(s)}
     redo = to_redo(prompt, book) if book else []
     if redo:
         return [{"step_id": s.id, "agent": s.agent, "instruction": instruction_for(s, results),
                  "reason": "the verifier found no record of it"} for s in redo], False
-    ready = [s for s in status if not s.get("done") and set(s.get("depends_on", [])) <= done]
+    ready = [s for s in status if not is_done(s) and set(s.get("depends_on", [])) <= done]
     steps = []
     for s in ready:
         known = known_step(book, s)
@@ -167,11 +172,11 @@ def refusals(prompt: str) -> dict[str, str]:
     """Steps a human refused, or no offline model can do: retrying would fail again."""
     results = _results(prompt)
     refused = {r["step_id"]: "the approver rejected step" for r in results
-               if not r.get("ok") and "rejected by the approver" in r.get("summary", "")}
+               if not is_done(r) and "rejected by the approver" in r.get("summary", "")}
     refused.update({r["step_id"]: "offline models cannot do step" for r in results
-                    if not r.get("ok") and OFFLINE_NOTE in r.get("summary", "")})
+                    if not is_done(r) and OFFLINE_NOTE in r.get("summary", "")})
     refused.update({r["step_id"]: "no report gave the figures needed by step" for r in results
-                    if not r.get("ok") and NOT_TOLD in r.get("summary", "")})
+                    if not is_done(r) and NOT_TOLD in r.get("summary", "")})
     return refused
 
 
@@ -191,7 +196,7 @@ def verify(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     """Verdict: every step done, and each write step's report cites the record it wrote."""
     book = book or for_task(task_of(prompt))
     status = json_tag(prompt, "plan_status") or []
-    undone = [s["id"] for s in status if not s.get("done") and s.get("state") != "dropped"]
+    undone = [s["id"] for s in status if not is_done(s) and s.get("state") != "dropped"]
     if not status or undone:
         return {"verified": False, "reason": "some steps are not done", "missing": undone}
     latest = _latest_done(_results(prompt))

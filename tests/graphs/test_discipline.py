@@ -66,7 +66,7 @@ async def test_discipline_empty_next_steps_with_ready_steps_dispatches_them(
         if req.role != "manager.progress":
             return None
         status = json.loads(prompt_of(req).split("<plan_status>\n")[1].split("\n</plan")[0])
-        if all(s["done"] for s in status):
+        if all(s["state"] == "done" for s in status):
             return None  # the scripted ledger then says satisfied
         return ProviderReply(content=progress_reply(steps=[]))
 

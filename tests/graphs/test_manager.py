@@ -238,3 +238,54 @@ def test_manager_prompt_stays_flat_as_results_accumulate() -> None:
     view40, omitted = recent_results(results, 6, 600)  # type: ignore[arg-type]
     assert omitted == 34
     assert len(json.dumps(view40)) <= len(json.dumps(view5)) * 1.3
+
+
+def _result(rnd: int, step: str, status: str = "done") -> dict[str, Any]:
+    return {"round": rnd, "step_id": step, "agent": "researcher", "instruction": f"area {rnd}",
+            "summary": f"report {rnd} on {step}", "ok": status == "done", "status": status,
+            "tools": [], "fingerprint": str(rnd)}
+
+
+def test_a_specialists_brief_keeps_only_the_latest_report_of_each_step() -> None:
+    from graphs.views import brief
+
+    ledger = {"facts": {"given": ["the task"], "to_look_up": [], "to_derive": [],
+                        "guesses": []}, "plan": []}
+    results = [_result(1, "S1"), _result(2, "S2"), _result(3, "S1"), _result(4, "S3"),
+               _result(5, "S1")]
+    shown = json.loads(brief(ledger, results, 6, 600))  # type: ignore[arg-type]
+    assert shown["facts_given"] == ["the task"]
+    assert [(r["step_id"], r["round"]) for r in shown["recent_results"]] == [
+        ("S2", 2), ("S3", 4), ("S1", 5)]
+    # keep bounds the steps shown, newest first to stay
+    two = json.loads(brief(ledger, results, 2, 600))  # type: ignore[arg-type]
+    assert [r["step_id"] for r in two["recent_results"]] == ["S3", "S1"]
+
+
+def test_the_progress_prompt_shows_the_plan_once_and_the_drop_rules_only_on_trouble() -> None:
+    import prompts
+    from graphs.manager_common import Manager
+    from graphs.team import AgentSpec, TeamSpec
+
+    m = Manager.of(TeamSpec(name="support", description="", agents=tuple(
+        AgentSpec(name=n, description=f"the {n}", instructions="", tools=())
+        for n in ("researcher", "billing"))))
+    plan = [{"id": "S1", "agent": "researcher", "goal": "Find the order", "depends_on": []},
+            {"id": "S2", "agent": "billing", "goal": "Refund it", "depends_on": ["S1"]}]
+    ledger = {"facts": {"given": ["refund O-5002"], "to_look_up": [], "to_derive": [],
+                        "guesses": []}, "plan": plan}
+
+    def rendered(results: list[dict[str, Any]]) -> str:
+        state = {"task": "refund O-5002", "ledger": ledger, "results": results}
+        return str(prompts.render("progress.j2", round=2, max_rounds=9, notes=[],
+                                  agent_names=m.names, **m.views(state)))  # type: ignore[arg-type]
+
+    calm = rendered([_result(1, "S1")])
+    assert calm.count("Find the order") == 1  # in the plan status, not in the ledger too
+    status = json.loads(calm.split("<plan_status>")[1].split("</plan_status>")[0])
+    assert [(s["id"], s["state"]) for s in status] == [("S1", "done"), ("S2", "not started")]
+    assert "drop_steps" in calm and "only when the record shows" not in calm
+
+    troubled = " ".join(rendered([_result(1, "S1"), _result(2, "S2", "blocked")]).split())
+    assert "only when the record shows it cannot" in troubled
+    assert "Set cannot_proceed to true only when" in troubled

@@ -69,8 +69,8 @@ def test_figures_read_back_from_the_summary_line_the_manager_sees() -> None:
                                  facts=["the order was broken"]))
 
     assert figures_in(line) == {"refunded_usd": 150.0, "version": "v2.3.0"}
-    assert step_figures([{"step_id": "S2", "ok": True, "summary": line},
-                         {"step_id": "S3", "ok": False, "summary": line}]) == {
+    assert step_figures([{"step_id": "S2", "status": "done", "summary": line},
+                         {"step_id": "S3", "status": "blocked", "summary": line}]) == {
         "S2": {"refunded_usd": 150.0, "version": "v2.3.0"}}
 
 
@@ -149,7 +149,7 @@ def _status(done: list[str]) -> str:
     book = for_task(TASK)
     assert book is not None
     return prompt_json([{"id": s.id, "agent": s.agent, "goal": s.goal,
-                         "depends_on": s.depends_on, "done": s.id in done,
+                         "depends_on": s.depends_on,
                          "state": "done" if s.id in done else "not started"}
                         for s in book.steps])
 
@@ -161,16 +161,17 @@ def _prompt(results: list[dict[str, Any]], done: list[str], extra: str = "") -> 
 
 ALL = ["S1", "S2", "S3", "S4"]
 HONEST = [
-    {"step_id": "S1", "agent": "researcher", "ok": True, "summary": "Found. Ids: O-5002. "
+    {"step_id": "S1", "agent": "researcher", "status": "done", "summary": "Found. Ids: O-5002. "
      "Figures: order_usd=189.0, refundable_usd=189.0."},
-    {"step_id": "S2", "agent": "billing", "ok": True,
+    {"step_id": "S2", "agent": "billing", "status": "done",
      "summary": "Refunded $150.00. Ids: R-1A2B3C4D. Figures: refunded_usd=150.0."},
-    {"step_id": "S4", "agent": "ticketing", "ok": True, "summary": "Closed. Ids: TU-99AA88BB."},
+    {"step_id": "S4", "agent": "ticketing", "status": "done",
+     "summary": "Closed. Ids: TU-99AA88BB."},
 ]
 
 
 def test_verifier_rejects_a_done_step_whose_report_cites_no_record() -> None:
-    lying = {"step_id": "S3", "agent": "communications", "ok": True,
+    lying = {"step_id": "S3", "agent": "communications", "status": "done",
              "summary": "Done: Tell the customer. Ids: C-1001."}
     sent = {**lying, "summary": "Emailed C-1001. Ids: M-5E5E5E5E."}
 
@@ -185,7 +186,7 @@ def test_verifier_rejects_a_done_step_whose_report_cites_no_record() -> None:
 
 
 def test_after_a_rejection_the_manager_runs_the_flagged_step_again_with_its_figures() -> None:
-    lying = {"step_id": "S3", "agent": "communications", "ok": True, "summary": "Done."}
+    lying = {"step_id": "S3", "agent": "communications", "status": "done", "summary": "Done."}
     note = "- missing: S3 (communications): reported done, but its report cites no M- record"
 
     again = progress(_prompt([*HONEST, lying], ALL, note))
