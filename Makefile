@@ -5,6 +5,9 @@ ifeq ($(UV),)
 UV := $(HOME)/.local/bin/uv
 endif
 ARGS ?=
+# Install with bytecode, as pip does: a start then loads modules instead of compiling them
+# (`foreman serve` reaches /readyz in about 2 s instead of 5 s where no cache is written).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: setup browser serve test test-cluster eval eval-live lint fmt run-demo bench verify clean
 
@@ -15,6 +18,7 @@ $(UV):
 
 setup: $(UV)
 	@$(UV) sync --frozen --quiet
+	@$(UV) run --frozen --no-sync python -m compileall -q -j 0 app graphs tools prompts evals
 
 serve: setup
 	@$(UV) run --frozen foreman serve $(ARGS)
