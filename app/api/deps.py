@@ -27,6 +27,7 @@ from app.observability.metrics import Metrics
 from app.runs.broker import EventBroker
 from app.runs.run_manager import RunManager
 from app.services import Services
+from app.storage.cost_ledger import Totals
 from app.storage.store import RunRow, ThreadRow
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -93,6 +94,16 @@ class Api:
         if row is None or row.thread_id != thread.key or row.tenant != principal.tenant:
             raise NotFound(f"run {run_id} not found on thread {thread_id}")
         return row
+
+    def run_totals(self, thread_id: str, run_id: str, principal: Principal
+                   ) -> tuple[RunRow, Totals]:
+        """The caller's run on that thread with its model totals, read in one statement."""
+        found = (self.services.store.thread_run(principal.tenant, thread_id, run_id)
+                 if _ID.match(thread_id) and _ID.match(run_id) else None)
+        if found is None:
+            self.run(thread_id, run_id, principal)  # raises the NotFound that says which
+            raise NotFound(f"run {run_id} not found on thread {thread_id}")
+        return found
 
     def team_of(self, assistant_id: str) -> str:
         """The team an assistant id names (the team name itself, or its assistant UUID)."""

@@ -180,7 +180,8 @@ async def stream_run(thread_id: ThreadId, body: RunCreate, api: ApiDep,
 async def get_run(thread_id: ThreadId, run_id: RunId, api: ApiDep,
                   principal: PrincipalDep) -> dict[str, Any]:
     """One run."""
-    return await api.off_loop(lambda: run_json(api, api.run(thread_id, run_id, principal)))
+    return await api.off_loop(lambda: run_json(api, *api.run_totals(thread_id, run_id,
+                                                                      principal)))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")

@@ -12,6 +12,7 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from app.api.deps import Api, assistant_uuid
+from app.storage.cost_ledger import Totals
 from app.storage.store import RunRow, ThreadRow
 from app.storage.thread_keys import local_id
 
@@ -105,9 +106,10 @@ def state_json(thread_id: str, snapshot: StateSnapshot,
     }
 
 
-def run_json(api: Api, run: RunRow) -> dict[str, Any]:
-    """A Platform ``Run``, with Foreman's figures under ``foreman``."""
-    totals = api.services.store.totals(run.id)
+def run_json(api: Api, run: RunRow, totals: Totals | None = None) -> dict[str, Any]:
+    """A Platform ``Run``, with Foreman's figures under ``foreman`` (``totals`` read here when
+    not given)."""
+    totals = totals or api.services.store.totals(run.id)
     return {
         "run_id": run.id,
         "thread_id": local_id(run.thread_id),

@@ -144,13 +144,10 @@ class CostLedger:
 
     def _sum(self, where: str, params: tuple[Any, ...]) -> Totals:
         # ``where`` is one of this class's fixed clauses; values go in as parameters.
-        sql = ("SELECT COALESCE(SUM(CASE WHEN outcome IN ('ok', 'cached') THEN 1 ELSE 0 END),"  # noqa: S608
-               " 0) AS n, COALESCE(SUM(prompt_tokens), 0) AS p,"
-               " COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(cost_usd), 0) AS usd"
-               " FROM model_calls WHERE ") + where
-        r = self.db.one(sql, params)
+        r = self.db.one(f"SELECT {TOTALS} FROM model_calls WHERE {where}", params)  # noqa: S608
         assert r is not None
-        return Totals(int(r["n"]), int(r["p"]), int(r["c"]), float(r["usd"]))
+        return totals_of(r)
+
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
         """A cached response by its request hash."""
@@ -163,3 +160,15 @@ class CostLedger:
             c.run("INSERT INTO response_cache (key, model, response, created_at)"
                   " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                   (key, model, json.dumps(response), time.time()))
+
+
+# The columns of ``Totals`` summed over the model_calls rows a query selects.
+TOTALS = ("COALESCE(SUM(CASE WHEN outcome IN ('ok', 'cached') THEN 1 ELSE 0 END), 0) AS n,"
+          " COALESCE(SUM(prompt_tokens), 0) AS p, COALESCE(SUM(completion_tokens), 0) AS c,"
+          " COALESCE(SUM(cost_usd), 0) AS usd")
+
+
+def totals_of(row: Mapping[str, Any]) -> Totals:
+    """``Totals`` from a row holding the ``TOTALS`` columns (null when nothing was summed)."""
+    return Totals(int(row["n"] or 0), int(row["p"] or 0), int(row["c"] or 0),
+                  float(row["usd"] or 0))

@@ -27,7 +27,7 @@ from app.governance.audit import (
 from app.governance.killswitch import SWITCH_SCHEMA, SwitchRows
 from app.runs import crashpoints
 from app.runs.claims import LeaseLost, RunClaims
-from app.storage.cost_ledger import SPEND_SCHEMA, CostLedger, LedgerRow, Totals
+from app.storage.cost_ledger import SPEND_SCHEMA, TOTALS, CostLedger, LedgerRow, Totals, totals_of
 from app.storage.db import Cursor, Database, Row
 from app.storage.thread_keys import local_id
 from app.storage.thread_rows import (
@@ -235,6 +235,16 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
         """One run by id."""
         row = self.db.one("SELECT * FROM runs WHERE id = ?", (run_id,))
         return _run(row) if row else None
+
+    def thread_run(self, tenant: str, thread_id: str, run_id: str) -> tuple[RunRow, Totals] | None:
+        """The tenant's run ``run_id`` on its thread ``thread_id`` with its model totals, in
+        one statement (a status read, polled under load, waits on the database once)."""
+        row = self.db.one(
+            f"SELECT r.*, m.* FROM runs r JOIN threads t ON t.id = r.thread_id"  # noqa: S608
+            f" LEFT JOIN (SELECT {TOTALS} FROM model_calls WHERE run_id = ?) m ON TRUE"
+            " WHERE r.id = ? AND r.tenant = ? AND t.tenant = ? AND t.local_id = ?",
+            (run_id, run_id, tenant, tenant, thread_id))
+        return (_run(row), totals_of(row)) if row else None
 
     def latest_run(self, thread_id: str) -> RunRow | None:
         """The thread's most recent run."""

@@ -132,3 +132,32 @@ def test_store_new_run_queues_behind_a_pending_approval_and_earlier_runs(store: 
     assert store.queued_behind(second)
     assert not store.queued_behind(first)  # it has started: it is what the approval resumes
     assert store.thread_pending_approvals(key)[0].as_json()["thread_id"] == "t-q"
+
+
+def test_store_reads_a_tenants_run_on_its_thread_with_totals_in_one_go(store: Store) -> None:
+    from app.storage.thread_keys import thread_key
+
+    for tenant in ("acme", "globex"):
+        store.create_thread("t-1", tenant)
+        store.create_run(f"r-{tenant}", thread_key(tenant, "t-1"), "support", "task",
+                         tenant=tenant)
+    store.create_thread("t-2", "acme")
+    call = LedgerRow(run_id="r-acme", call_key="plan", thread_id=thread_key("acme", "t-1"),
+                     tenant="acme", role="manager.plan", agent=None, model="m", tier="large",
+                     route_reason="start tier", prompt_tokens=10, completion_tokens=5,
+                     cached_tokens=0, cost_usd=0.25, latency_ms=1.0, outcome="ok")
+    store.ledger_put(call, {"content": "x"})
+    store.ledger_put(dataclasses.replace(call, call_key="plan#1", outcome="error"), None)
+
+    found = store.thread_run("acme", "t-1", "r-acme")
+    assert found is not None
+    run, totals = found
+    assert (run.id, run.tenant, run.task) == ("r-acme", "acme", "task")
+    assert totals == store.totals("r-acme")
+    assert (totals.calls, totals.prompt_tokens, totals.cost_usd) == (1, 20, 0.5)
+    none_yet = store.thread_run("globex", "t-1", "r-globex")
+    assert none_yet is not None and none_yet[1].calls == 0 and none_yet[1].cost_usd == 0.0
+    # another tenant's run, or the run under another of the tenant's threads: not found
+    assert store.thread_run("acme", "t-1", "r-globex") is None
+    assert store.thread_run("globex", "t-1", "r-acme") is None
+    assert store.thread_run("acme", "t-2", "r-acme") is None
