@@ -5,7 +5,8 @@
    T1 is one run alone on the same server, measured just before, and concurrency is
    min(runs, ``runs.max_concurrent``). Throughput as a fraction of ideal = ideal / actual.
    Status-read latency under load against the same reads on the idle server; peak RSS
-   (VmHWM) against the peak before the load.
+   (VmHWM) against the peak before the load; the server's CPU per run against the
+   raw-LangGraph graph of the same shape (evals/bench/rawcpu.py), once the server stopped.
 6. Approval round trip (evals/bench/approval.py), on the same server before the load.
 
 Bounded: a hard timeout per phase, loopback only, the server is stopped on the way out.
@@ -24,6 +25,7 @@ import httpx
 
 from evals.bench import approval
 from evals.bench.approval import percentile
+from evals.bench.rawcpu import baseline_cpu_ms, delegations_per_run
 from evals.bench.server import TERMINAL, Server, client, epoch, start_run
 from evals.bench.stats import Row, Stat
 
@@ -35,6 +37,7 @@ APPROVALS = 20
 APPROVAL_TIMEOUT_S = 90.0
 GOAL_FRACTION = 0.8
 GOAL_APPROVAL_P95_S = 0.1
+GOAL_RAW_CPU = 1.5  # server CPU per run against the raw-LangGraph graph of the same shape
 TEAM = "support"
 WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping status"
 
@@ -123,7 +126,19 @@ async def _measure(workdir: Path, config: Path | None, only: set[str], reps: int
                 cpu = _cpu_s(server) - cpu_before
                 rows += _load_rows(wall, finished, reads, idle, alone, rss_before,
                                    server.memory_kb(), cpu)
+    if "4" in only:  # after the server stopped, so nothing else takes the cores
+        rounds = delegations_per_run(workdir / "http" / "foreman.db")
+        raw_ms = await baseline_cpu_ms(workdir / "raw", RUNS, rounds)
+        rows.append(_raw_row(cpu * 1000 / RUNS, raw_ms, rounds))
     return rows
+
+
+def _raw_row(cpu_ms: float, raw_ms: float, rounds: int) -> Row:
+    ratio = cpu_ms / raw_ms
+    return Row("4 concurrency", f"server CPU per run vs the raw-LangGraph graph of the same "
+               f"shape ({rounds} delegations, {RUNS} at once, SQLite saver)", Stat.of([cpu_ms]),
+               "ms", Stat.of([raw_ms]), "raw LangGraph, same saver", Stat.of([ratio]),
+               f"<= {GOAL_RAW_CPU:.1f}x", ratio <= GOAL_RAW_CPU)
 
 
 def _pcts(values: list[float]) -> tuple[Stat, Stat]:
