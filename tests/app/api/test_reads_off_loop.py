@@ -65,7 +65,7 @@ def test_reads_off_loop_a_stuck_read_does_not_hold_the_loop(
     (row,) = [t for t in store.search_threads("default", limit=100) if t.id == thread_id]
     store.create_run("r-off-loop", row.key, "support", "task", tenant=row.tenant)
     url, method = {
-        "status": (f"/threads/{thread_id}/runs/r-off-loop", "totals"),
+        "status": (f"/threads/{thread_id}/runs/r-off-loop", "thread_run"),
         "thread": (f"/threads/{thread_id}", "get_thread"),
         "events": ("/v1/runs/r-off-loop/events?follow=false", "events"),
         "runs": (f"/threads/{thread_id}/runs", "thread_runs"),
