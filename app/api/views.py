@@ -109,7 +109,7 @@ def state_json(thread_id: str, snapshot: StateSnapshot,
 def run_json(api: Api, run: RunRow, totals: Totals | None = None) -> dict[str, Any]:
     """A Platform ``Run``, with Foreman's figures under ``foreman`` (``totals`` read here when
     not given)."""
-    totals = totals or api.services.store.totals(run.id)
+    totals = totals if totals is not None else api.services.store.totals(run.id)
     return {
         "run_id": run.id,
         "thread_id": local_id(run.thread_id),

@@ -148,7 +148,6 @@ class CostLedger:
         assert r is not None
         return totals_of(r)
 
-
     def cache_get(self, key: str) -> dict[str, Any] | None:
         """A cached response by its request hash."""
         row = self.db.one("SELECT response FROM response_cache WHERE key = ?", (key,))
