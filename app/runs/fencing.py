@@ -63,6 +63,12 @@ class FencedStore(Store):
         """Status updates of the claimed run are conditional on the epoch."""
         super().update_run(run_id, epoch=self.epoch if self._mine(run_id) else epoch, **fields)
 
+    def finish_run(self, run_id: str, type: str, data: Mapping[str, Any], *,
+                   epoch: int | None = None, **fields: Any) -> int:
+        """The claimed run's ending, conditional on the epoch."""
+        return super().finish_run(run_id, type, data,
+                                  epoch=self.epoch if self._mine(run_id) else epoch, **fields)
+
     def tool_started(self, key: str, thread_id: str, agent: str, tool: str,
                      args_sha256: str) -> None:
         """The ledger's STARTED row, only while the claim holds."""

@@ -277,13 +277,16 @@ class RunManager:
             await asyncio.sleep(TENANT_WAIT_S if got == "tenant_full" else cfg.heartbeat_s)
 
     def _mark_failed(self, run_id: str, error: Exception) -> None:
-        self.store.update_run(run_id, status="error", error=f"{type(error).__name__}: {error}")
-        RunEvents(self.store, run_id).emit("run_failed", {"reason": str(error)})
+        data = {"reason": str(error)}
+        seq = self.store.finish_run(run_id, "run_failed", data, status="error",
+                                    error=f"{type(error).__name__}: {error}")
+        RunEvents(self.store, run_id).tell(seq, "run_failed", data)
 
     def _mark_cancelled(self, run_id: str) -> None:
-        self.store.update_run(run_id, status="interrupted", stop_reason="cancelled")
-        totals = self.store.totals(run_id)
-        RunEvents(self.store, run_id).emit("run_cancelled", {"cost_usd": totals.cost_usd})
+        data = {"cost_usd": self.store.totals(run_id).cost_usd}
+        seq = self.store.finish_run(run_id, "run_cancelled", data, status="interrupted",
+                                    stop_reason="cancelled")
+        RunEvents(self.store, run_id).tell(seq, "run_cancelled", data)
 
     # waiting and cancelling
     async def wait(self, run_id: str, limit_s: float | None = None) -> RunRow:

@@ -293,21 +293,22 @@ class Runner:
             answer = (answer or "") + shadow_report(
                 await call(self.store.events, run_id, 0, 100_000))
         status, error = outcome(reason)
-        await call(store.update_run, run_id, status=status, final_answer=answer,
-                   stop_reason=reason, error=error)
-        if self.settings.prune_checkpoints:
-            await prune_finished(self.saver, thread_id)
         usage = {"model_calls": totals.calls, "prompt_tokens": totals.prompt_tokens,
                  "completion_tokens": totals.completion_tokens}
         if error is None:
-            events.emit("run_completed", {
+            kind, data = "run_completed", {
                 "final_answer": answer, "stop_reason": reason, "cost_usd": totals.cost_usd,
-                "usage": usage})
+                "usage": usage}
         else:
-            events.emit("run_failed", {"reason": error, "stop_reason": reason,
-                                       "final_answer": answer, "cost_usd": totals.cost_usd,
-                                       "usage": usage})
-        await events.flush()
+            kind, data = "run_failed", {
+                "reason": error, "stop_reason": reason, "final_answer": answer,
+                "cost_usd": totals.cost_usd, "usage": usage}
+        await events.flush()  # what the run emitted goes before its closing event
+        seq = await call(store.finish_run, run_id, kind, data, status=status,
+                         final_answer=answer, stop_reason=reason, error=error)
+        events.notify(seq, kind, data)
+        if self.settings.prune_checkpoints:
+            await prune_finished(self.saver, thread_id)
         return RunResult(run_id, thread_id, status, final_answer=answer, stop_reason=reason,
                          cost_usd=totals.cost_usd, model_calls=totals.calls, error=error)
 
@@ -321,9 +322,10 @@ class Runner:
                     reason: str) -> RunResult:
         call = self.store.db.call
         await events.flush()
-        await call(events.store.update_run, run_id, status="error", error=reason)
-        events.emit("run_failed", {"reason": reason})
-        await events.flush()
+        data = {"reason": reason}
+        seq = await call(events.store.finish_run, run_id, "run_failed", data,
+                         status="error", error=reason)
+        events.notify(seq, "run_failed", data)
         totals = await call(self.store.totals, run_id)
         return RunResult(run_id, thread_id, "error", cost_usd=totals.cost_usd,
                          model_calls=totals.calls, error=reason)

@@ -218,9 +218,9 @@ class Worker:
         store = FencedStore(self.store, claim)
 
         def record() -> tuple[int, dict[str, Any]]:
-            store.update_run(run.id, status="interrupted", stop_reason="cancelled")
             data = {"cost_usd": self.store.totals(run.id).cost_usd}
-            return store.append_event(run.id, "run_cancelled", data), data
+            return store.finish_run(run.id, "run_cancelled", data, status="interrupted",
+                                    stop_reason="cancelled"), data
 
         try:
             seq, data = await self.store.db.call(record)

@@ -215,6 +215,24 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
     def update_run(self, run_id: str, *, epoch: int | None = None, **fields: Any) -> None:
         """Set status / stop_reason / final_answer / error; with ``epoch``, only while the
         run's claim is still that one (``LeaseLost`` otherwise)."""
+        with self.db.tx() as c:
+            self._update_in(c, run_id, epoch, fields)
+        crashpoints.hit("run.status")
+
+    def finish_run(self, run_id: str, type: str, data: Mapping[str, Any], *,
+                   epoch: int | None = None, **fields: Any) -> int:
+        """A run's ending in one transaction: its row's fields (``update_run``) and its
+        closing event (``run_completed``, ``run_failed``, ``run_cancelled``). Whoever sees the
+        status finds the event, and a crash leaves neither (the ending is recorded again on
+        resume). Returns the event's sequence number."""
+        with self.db.tx() as c:
+            self._update_in(c, run_id, epoch, fields)
+            seq = self.event_in(c, run_id, type, data, epoch=epoch)
+        crashpoints.hit("run.status")
+        return seq
+
+    def _update_in(self, c: Cursor, run_id: str, epoch: int | None,
+                   fields: Mapping[str, Any]) -> None:
         allowed = {"status", "stop_reason", "final_answer", "error", "budget_usd"}
         cols = [k for k in fields if k in allowed]
         if not cols:
@@ -224,12 +242,10 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
         fence = ""
         if epoch is not None:
             fence, params = " AND epoch = ?", [*params, epoch]
-        with self.db.tx() as c:
-            done = c.run(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?{fence}"  # noqa: S608
-                         " RETURNING id", params)
+        done = c.run(f"UPDATE runs SET {sets}, updated_at = ? WHERE id = ?{fence}"  # noqa: S608
+                     " RETURNING id", params)
         if epoch is not None and not done:
             raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
-        crashpoints.hit("run.status")
 
     def get_run(self, run_id: str) -> RunRow | None:
         """One run by id."""

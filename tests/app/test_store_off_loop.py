@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app.runs import crashpoints
 from app.runs.claims import Claim, LeaseLost
 from app.runs.events import QueuedRunEvents
 from app.runs.fencing import FencedStore
@@ -174,3 +175,27 @@ async def test_store_off_loop_an_event_is_stored_as_it_was_when_emitted(
     (stored,) = store.events("r-1", 0)
     assert stored["data"]["ledger"] == {"plan": ["one"]}
     assert told == [(stored["seq"], "plan_created", {"ledger": {"plan": ["one"]}})]
+
+
+async def test_store_off_loop_whoever_sees_a_run_ended_finds_its_closing_event(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ending's status and closing event commit together: at every status write, a run
+    whose row says it ended already has ``run_completed`` stored as its last event (a
+    waiter woken by the status used to read the events before the queue stored it)."""
+    seen: list[tuple[str, str]] = []
+    settings = make_settings(tmp_path / "data", database_url=pg_url)
+    async with open_services(settings) as s:
+        hit = crashpoints.hit
+
+        def check(site: str) -> None:
+            hit(site)
+            if site == "run.status":
+                (row,) = s.store.db.query("SELECT id, status FROM runs")
+                events = s.store.events(row["id"], 0, limit=1000)
+                seen.append((row["status"], events[-1]["type"]))
+
+        monkeypatch.setattr(crashpoints, "hit", check)
+        result = await s.runner.start(TASK, "support")
+    assert result.status == "success"
+    assert seen[-1] == ("success", "run_completed"), seen
+    assert all(kind == "run_completed" for status, kind in seen if status == "success"), seen
