@@ -4,6 +4,12 @@ Every note carries where it came from (``source``, ``agent``, the tool results i
 and a trust level; recall is filtered by tenant and thread, and the graph shows what it
 returns to models inside a data block, never as instructions. A note whose source is not
 an agent (a document, a tool's raw text) can only be stored as untrusted.
+
+A note is stored as text first (the ``run-memory-pending`` collection, no vector) and
+embedded when its thread is first recalled: with the bundled model a note's vector costs
+~50 ms of CPU, more than the rest of the round that made it, and a thread that never runs
+again never needs it. The recall that finds pending notes embeds them in one batch, moves
+them into ``run-memory`` and then searches.
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import hashlib
 import logging
 import os
 import threading
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -32,9 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLLECTION = "run-memory"
-# Embedding a note costs ~50 ms of CPU with the bundled model. Under load the runs come
-# first: the writer thread runs at this nice value and catches up when the CPU is free.
+PENDING = "run-memory-pending"  # notes not embedded yet, found by tenant and thread
+# Under load the runs come first: the writer thread runs at this nice value.
 WRITER_NICE = 10
+# The writer gathers notes this long before it writes (unless a flush is waiting): a Chroma
+# upsert costs ~7 ms of CPU, so one per batch rather than one per note.
+GATHER_S = 0.25
 _TRUSTED_SOURCES = ("agent:", "system:")
 
 
@@ -76,6 +86,7 @@ class ChromaMemory(Memory):
         self._unwritten: Counter[str] = Counter()  # thread id: notes queued or being written
         self._writer: asyncio.Task[None] | None = None
         self._batch_done = asyncio.Event()  # pulsed after every batch the writer stores
+        self._hurry = asyncio.Event()  # a flush waits: write what is queued now
 
     def _collection(self) -> Collection:
         return self.client.get_or_create_collection(
@@ -90,9 +101,13 @@ class ChromaMemory(Memory):
         """Write ``note`` (idempotent by key); returns it as stored, with its final label."""
         return self.store_many([(thread_id, note)])[0]
 
+    def _pending(self) -> Collection:
+        # Every vector is [1.0]: this collection is read by metadata, never searched.
+        return self.client.get_or_create_collection(PENDING, embedding_function=None)
+
     def store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
-        """Write notes with one embedding call and one upsert; a later note of the same
-        key wins."""
+        """Write notes in one upsert, unembedded (module doc); a later note of the same key
+        wins."""
         stored = [(thread_id, self._labelled(note)) for thread_id, note in items]
         latest = {_id(self.tenant, t, n.key): (t, n) for t, n in stored}
         if not latest:
@@ -101,13 +116,28 @@ class ChromaMemory(Memory):
         metas: list[Any] = [{
             "tenant": self.tenant, "thread_id": t, "key": n.key, "source": n.source,
             "trust": n.trust.value, "agent": n.agent, "tools": ",".join(n.tools),
-            "created_at": created} for t, n in latest.values()]
-        texts = [n.text for _, n in latest.values()]
-        self._collection().upsert(
-            ids=list(latest), documents=texts,
-            embeddings=np.asarray(self.embedder.embed_documents(texts), np.float32),
-            metadatas=metas)
+            "created_at": created, "write": uuid.uuid4().hex} for t, n in latest.values()]
+        self._pending().upsert(
+            ids=list(latest), documents=[n.text for _, n in latest.values()],
+            embeddings=np.ones((len(latest), 1), np.float32), metadatas=metas)
         return [n for _, n in stored]
+
+    def _embed_pending(self, where: Any) -> None:
+        """Embed the pending notes ``where`` selects, move them into the searched
+        collection, and drop from the pending one the versions moved (a newer write of the
+        same key, landed meanwhile, stays pending)."""
+        pending = self._pending()
+        got = pending.get(where=where, include=["documents", "metadatas"])
+        if not got["ids"]:
+            return
+        texts = [str(t) for t in got["documents"] or []]
+        metas = [dict(m) for m in got["metadatas"] or []]
+        writes = [str(m.pop("write", "")) for m in metas]
+        self._collection().upsert(
+            ids=got["ids"], documents=texts, metadatas=cast(Any, metas),
+            embeddings=np.asarray(self.embedder.embed_documents(texts), np.float32))
+        moved: Any = {"write": {"$in": writes}}
+        pending.delete(ids=got["ids"], where=moved)
 
     @staticmethod
     def _labelled(note: MemoryNote) -> MemoryNote:
@@ -122,8 +152,9 @@ class ChromaMemory(Memory):
         k = self.recall_k if k is None else k
         if k <= 0:
             return []
-        col = self._collection()
         where: Any = {"$and": [{"tenant": self.tenant}, {"thread_id": thread_id}]}
+        self._embed_pending(where)
+        col = self._collection()
         if not col.get(where=where, limit=1, include=[])["ids"]:
             return []  # a thread with nothing stored yet: no query to embed
         vector = np.asarray([self.embedder.embed_query(query)], np.float32)
@@ -149,10 +180,10 @@ class ChromaMemory(Memory):
     async def remember(self, thread_id: str, note: MemoryNote) -> None:
         """Queue ``note`` for the background writer and return at once.
 
-        Embedding and upserting cost tens of milliseconds per note with the bundled model;
-        a round must not wait for them. The writer stores queued notes in batches; a recall
-        waits for its thread's notes, and shutdown (``flush``) for all of them. A note lost
-        to a crash is still in the run's checkpointed state (``established``).
+        A round does not wait for Chroma: the writer stores queued notes in batches (their
+        vectors are made later, module doc); a recall waits for its thread's notes, and
+        shutdown (``flush``) for all of them. A note lost to a crash is still in the run's
+        checkpointed state (``established``).
         """
         self._queued.append((thread_id, note))
         self._unwritten[thread_id] += 1
@@ -164,6 +195,7 @@ class ChromaMemory(Memory):
 
         Other threads' notes keep arriving on a busy server; a recall waits only for its own.
         """
+        self._hurry.set()
         while self._writer is not None and not self._writer.done():
             if thread_id is None:
                 await asyncio.shield(self._writer)
@@ -174,6 +206,9 @@ class ChromaMemory(Memory):
 
     async def _drain(self) -> None:
         while self._queued:
+            if not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), GATHER_S)
             batch, self._queued = self._queued, []
             try:
                 await asyncio.get_running_loop().run_in_executor(
@@ -187,3 +222,4 @@ class ChromaMemory(Memory):
                         del self._unwritten[thread_id]
                 self._batch_done.set()
                 self._batch_done.clear()
+        self._hurry.clear()

@@ -112,6 +112,6 @@ class TenantMemory(Memory):
         """Queue a note of the thread for writing (idempotent by key)."""
         await (await self._memory()).remember(thread_id, note)
 
-    async def flush(self) -> None:
-        """Wait until the tenant's queued notes are written."""
-        await (await self._memory()).flush()
+    async def flush(self, thread_id: str | None = None) -> None:
+        """Wait until the tenant's queued notes (or those of ``thread_id``) are written."""
+        await (await self._memory()).flush(thread_id)

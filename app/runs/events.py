@@ -2,8 +2,9 @@
 
 ``RunEvents`` writes each event as it is emitted (for code already off the event loop, or
 at a run's edges). ``QueuedRunEvents`` is what a run's graph emits into on the event loop:
-an emit queues the event and returns, and one writer task per run stores the queue in order
-on the database's threads (``Database.call``), then tells the listeners. Nothing of the
+an emit queues the event and returns, and one writer task per run stores what is queued in
+order, one transaction per batch, on the database's threads (``Database.call``), then tells
+the listeners. Nothing of the
 run's that is durable may get ahead of its events: before each checkpoint write (the
 checkpoint fence's ``flush``), before any other write of the run, and at the run's end the
 runner waits for the queue to be stored (``flush``), so a step's events are stored before
@@ -75,7 +76,7 @@ class QueuedRunEvents(RunEvents):
         super().__init__(store, run_id, listeners)
         self._loop = asyncio.get_running_loop()
         self._on_loop = threading.get_ident()
-        self._queue: list[tuple[str, dict[str, Any]]] = []
+        self._queue: list[tuple[str, dict[str, Any], str]] = []
         self._writer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
 
@@ -83,12 +84,13 @@ class QueuedRunEvents(RunEvents):
         """Queue one event (a copy of ``data`` as it will be stored) and return."""
         if self._error is not None:
             raise self._error
-        stored = json.loads(json.dumps(data, default=str))  # later changes do not leak in
+        text = json.dumps(data, default=str)  # what is stored: later changes do not leak in
+        stored = json.loads(text)
         self.watch(type, stored)
         if threading.get_ident() == self._on_loop:
-            self._enqueue(type, stored)
+            self._enqueue(type, stored, text)
         else:
-            self._loop.call_soon_threadsafe(self._enqueue, type, stored)
+            self._loop.call_soon_threadsafe(self._enqueue, type, stored, text)
 
     def notify(self, seq: int, type: str, data: Mapping[str, Any]) -> None:
         """Tell them on the event loop (listeners feed its streams), whichever thread
@@ -98,8 +100,8 @@ class QueuedRunEvents(RunEvents):
         else:
             self._loop.call_soon_threadsafe(super().notify, seq, type, data)
 
-    def _enqueue(self, type: str, data: dict[str, Any]) -> None:
-        self._queue.append((type, data))
+    def _enqueue(self, type: str, data: dict[str, Any], text: str) -> None:
+        self._queue.append((type, data, text))
         if self._writer is None or self._writer.done():
             self._writer = self._loop.create_task(self._drain(), name=f"events-{self.run_id}")
 
@@ -112,13 +114,12 @@ class QueuedRunEvents(RunEvents):
                 self._error = e
                 self._queue.clear()
                 return
-            for seq, (type, data) in zip(seqs, batch, strict=True):
+            for seq, (type, data, _) in zip(seqs, batch, strict=True):
                 self.tell(seq, type, data)
 
-    def _store_batch(self, batch: list[tuple[str, dict[str, Any]]]) -> list[int]:
-        seqs = []
-        for type, data in batch:
-            seqs.append(self.store.append_event(self.run_id, type, data))
+    def _store_batch(self, batch: list[tuple[str, dict[str, Any], str]]) -> list[int]:
+        seqs = self.store.append_events(self.run_id, batch)  # one transaction
+        for _ in seqs:
             crashpoints.hit("event.append")
         return seqs
 

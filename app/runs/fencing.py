@@ -54,10 +54,11 @@ class FencedStore(Store):
         return run_id == self.claim.run_id
 
     def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
-                 actor: str | None = None, *, epoch: int | None = None) -> int:
+                 actor: str | None = None, *, epoch: int | None = None,
+                 text: str | None = None) -> int:
         """Events of the claimed run carry (and check) the epoch."""
         return super().event_in(c, run_id, type, data, actor,
-                                epoch=self.epoch if self._mine(run_id) else epoch)
+                                epoch=self.epoch if self._mine(run_id) else epoch, text=text)
 
     def update_run(self, run_id: str, *, epoch: int | None = None, **fields: Any) -> None:
         """Status updates of the claimed run are conditional on the epoch."""

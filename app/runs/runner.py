@@ -254,6 +254,7 @@ class Runner:
         shadow = bool(run and run.metadata.get("mode") == "shadow")
         journal = Journal(store, run_id, thread_id, tenant)
         router = await call(self.router.for_run, journal, events, run.budget_usd if run else None)
+        memory = TenantMemory(kb, tenant) if kb else None
         context = traced(RunContext(  # on the loop: the trace id goes into the run's context
             router=router,
             tools=LedgerExecutor(store, self.registry, tenant=tenant,
@@ -261,7 +262,7 @@ class Runner:
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
                                  secrets=self.secrets),
             gate=TenantThreadGate(self.gate), events=events, clock=SystemClock(),
-            memory=TenantMemory(kb, tenant) if kb else None, tenant=tenant,
+            memory=memory, tenant=tenant,
             shadow=shadow), run_id, thread_id, team, events)
         await events.flush()
         await call(store.update_run, run_id, status="running")
@@ -270,6 +271,8 @@ class Runner:
                 with fenced_checkpoints(store.checkpoint_fence(events.flush)):
                     await graph.ainvoke(payload, {**config, "metadata": {RUN_KEY: run_id}},
                                         context=context, durability="sync")
+            if memory is not None:  # the thread's next run, on any process, recalls
+                await memory.flush(thread_id)  # what this one noted
             await events.flush()
         except (LeaseLost, StorageError):  # another owner has the run, or the database is
             raise  # gone: write nothing more here (the run goes on from its checkpoint)

@@ -132,6 +132,12 @@ class SqliteDatabase(Database):
                 raise
             self._conn.execute("COMMIT")
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one read statement, in SQLite's own implicit read transaction: a read
+        needs no ``BEGIN IMMEDIATE`` (the write lock) nor a ``COMMIT`` (a WAL write)."""
+        with self._lock:
+            return _SqliteCursor(self._conn).run(sql, params)
+
     def columns(self, table: str) -> set[str]:
         """Column names from ``PRAGMA table_info``."""
         with self._lock:

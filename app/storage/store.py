@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,13 +303,23 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
         with self.db.tx() as c:
             return self.event_in(c, run_id, type, data)
 
+    def append_events(self, run_id: str,
+                      batch: Sequence[tuple[str, Mapping[str, Any], str]]) -> list[int]:
+        """Persist the run's next events — ``(type, data, data as JSON)`` each, in order —
+        in one transaction: all of them or none. Their sequence numbers."""
+        with self.db.tx() as c:
+            return [self.event_in(c, run_id, type, data, text=text)
+                    for type, data, text in batch]
+
     def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
-                 actor: str | None = None, *, epoch: int | None = None) -> int:
+                 actor: str | None = None, *, epoch: int | None = None,
+                 text: str | None = None) -> int:
         """Append an event inside the caller's transaction, with its audit entry if audited.
 
         The sequence number comes from the run row's counter, taken under that row's lock,
         so concurrent writers (any process) get distinct, gapless numbers. With ``epoch``
-        the append only happens while the run's claim is that one (``LeaseLost``).
+        the append only happens while the run's claim is that one (``LeaseLost``). ``text``
+        is ``data`` already serialised, when the caller has it.
         """
         if epoch is None:
             run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?"
@@ -327,7 +337,8 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
             seq, tenant = int(row[0]["n"]) + 1, "default"
         c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant, epoch) VALUES"
               " (?, ?, ?, ?, ?, ?, ?)",
-              (run_id, seq, type, json.dumps(data, default=str), time.time(), tenant, epoch))
+              (run_id, seq, type, json.dumps(data, default=str) if text is None else text,
+               time.time(), tenant, epoch))
         entry = audit_entry(type, data)
         if entry is not None:
             who = actor or (data.get("by") if type == "approval_decided" else None)

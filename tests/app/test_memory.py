@@ -48,12 +48,12 @@ async def test_memory_document_text_is_stored_untrusted(tmp_path: Path) -> None:
 
 async def test_memory_isolates_threads_and_tenants(tmp_path: Path) -> None:
     acme = _memory(tmp_path, "acme")
+    globex = acme.for_tenant("globex")
     await acme.remember("t-1", _note("k", "Acme thread one fact"))
     await acme.remember("t-2", _note("k", "Acme thread two fact"))
-    await acme.for_tenant("globex").remember("t-1", _note("k", "Globex thread one fact"))
+    await globex.remember("t-1", _note("k", "Globex thread one fact"))
 
     assert [n.text for n in await acme.recall("t-1", "fact")] == ["Acme thread one fact"]
-    globex = acme.for_tenant("globex")
     assert [n.text for n in await globex.recall("t-1", "fact")] == ["Globex thread one fact"]
 
 
@@ -140,11 +140,12 @@ async def test_memory_remember_is_written_behind_and_flush_settles_it(services: 
 
 
 class _CountingEmbedder(HashingEmbedder):
-    """Counts query embeddings; a gate can hold document writes back."""
+    """Counts query and document embeddings; a gate can hold document embedding back."""
 
     def __init__(self) -> None:
         super().__init__()
         self.queries = 0
+        self.documents = 0
         self.hold: Any = None
 
     def embed_query(self, text: str) -> list[float]:
@@ -154,6 +155,7 @@ class _CountingEmbedder(HashingEmbedder):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if self.hold is not None:
             self.hold.wait(10)
+        self.documents += len(texts)
         return super().embed_documents(texts)
 
 
@@ -172,14 +174,49 @@ async def test_memory_recall_waits_only_for_its_own_threads_notes(tmp_path: Path
     embedder = _CountingEmbedder()
     memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
     await memory.remember("t-1", _note("k1", "Order O-5002 was refunded"))
-    await memory.recall("t-1", "refund")  # written
-    embedder.hold = threading.Event()  # the next write blocks until released
+    await memory.recall("t-1", "refund")  # written and embedded
+    embedder.hold = threading.Event()  # the next embedding blocks until released
     await memory.remember("t-2", _note("k2", "Order O-5003 shipped"))
 
-    # t-1 has nothing queued: its recall answers while t-2's write is still held.
+    # t-1 has nothing pending: its recall answers while t-2's notes wait to be embedded.
     assert [n.key for n in await asyncio.wait_for(memory.recall("t-1", "refund"), 5)] == ["k1"]
     waiting = asyncio.ensure_future(memory.recall("t-2", "shipped"))
     await asyncio.sleep(0.2)
-    assert not waiting.done()  # t-2's recall waits for t-2's own note
+    assert not waiting.done()  # t-2's recall waits for t-2's own note's vector
     embedder.hold.set()
     assert [n.key for n in await asyncio.wait_for(waiting, 10)] == ["k2"]
+
+
+async def test_memory_notes_are_embedded_only_when_their_thread_is_recalled(
+        tmp_path: Path) -> None:
+    """Remembering costs no embedding; the notes outlive the process that wrote them, and the
+    first recall of their thread embeds them once, with later writes of a key still winning."""
+    embedder = _CountingEmbedder()
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    for i in range(3):
+        await memory.remember("t-1", _note(f"k{i}", f"Order O-500{i} was refunded"))
+    await memory.remember("t-2", _note("k", "Order O-5009 shipped"))
+    await memory.flush()
+    assert embedder.documents == 0
+
+    later = _CountingEmbedder()  # another process on the same store
+    again = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), later, "acme")
+    assert sorted(n.key for n in await again.recall("t-1", "refund")) == ["k0", "k1", "k2"]
+    assert later.documents == 3  # t-1's notes only: t-2 was not recalled
+    assert [n.key for n in await again.recall("t-1", "refund")][:1]
+    assert later.documents == 3  # embedded once
+    await again.remember("t-1", _note("k1", "Order O-5001 refund was reversed"))
+    texts = {n.key: n.text for n in await again.recall("t-1", "refund")}
+    assert texts["k1"] == "Order O-5001 refund was reversed" and later.documents == 4
+    assert [n.text for n in await again.recall("t-2", "shipped")] == ["Order O-5009 shipped"]
+
+
+async def test_a_runs_notes_are_written_before_it_ends(services: Services) -> None:
+    """The thread's next run may start on another process at once: what this run noted is
+    stored (not still gathered in this process's queue) when it reports its ending."""
+    task = "Customer C-1003 was charged twice for order O-5004; refund the duplicate charge"
+    run = await services.runner.start(task, "support", thread_id="t-ended")
+    assert run.status == "success"
+    elsewhere = services.memory.for_tenant("default")  # an instance with its own, empty queue
+    notes = elsewhere.lookup(run.thread_id, "duplicate charge refund", k=10)
+    assert {n.agent for n in notes} >= {"billing"}

@@ -74,15 +74,15 @@ async def test_store_off_loop_a_stuck_statement_does_not_stop_the_loop(
     order."""
     settings = make_settings(tmp_path / "data", database_url=pg_url)
     release, stuck = threading.Event(), threading.Event()
-    original = Store.append_event
+    original = Store.append_events
 
-    def slow(self: Store, run_id: str, type: str, data: Any) -> int:
-        if type == "plan_created" and not release.is_set():
+    def slow(self: Store, run_id: str, batch: Any) -> list[int]:
+        if any(type == "plan_created" for type, _, _ in batch) and not release.is_set():
             stuck.set()
             assert release.wait(20), "never released"
-        return original(self, run_id, type, data)
+        return original(self, run_id, batch)
 
-    monkeypatch.setattr(Store, "append_event", slow)
+    monkeypatch.setattr(Store, "append_events", slow)
     async with open_services(settings) as s:
         running = asyncio.create_task(s.runner.start(TASK, "support"))
         assert await asyncio.to_thread(stuck.wait, 20)
@@ -108,13 +108,13 @@ async def test_store_off_loop_no_checkpoint_is_written_ahead_of_its_events(
     write finds every event emitted before it already stored, even when event writes are
     slow."""
     emitted: dict[str, int] = {}
-    append = Store.append_event
+    append = Store.append_events
 
-    def slow(self: Store, run_id: str, type: str, data: Any) -> int:
+    def slow(self: Store, run_id: str, batch: Any) -> list[int]:
         time.sleep(0.02)
-        return append(self, run_id, type, data)
+        return append(self, run_id, batch)
 
-    monkeypatch.setattr(Store, "append_event", slow)
+    monkeypatch.setattr(Store, "append_events", slow)
     at_checkpoint: list[tuple[int, int]] = []
     emit = QueuedRunEvents.emit
 
