@@ -21,18 +21,34 @@ def _counter() -> Any:
 
 def prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]],
                   tools: Sequence[Mapping[str, Any]] | None = None) -> int:
-    """Tokens of a request's messages (and tool schemas) on ``model``. A request is counted
-    for its reservation and again for its usage: the count is remembered by the request's
-    JSON, which takes a fraction of the tokenizer's time."""
-    payload = json.dumps([[dict(m) for m in messages], list(tools) if tools else None],
-                         default=str)
-    return _prompt_tokens(model, payload)
+    """Tokens of a request's messages (and tool schemas) on ``model``, as litellm counts the
+    whole request. litellm's count is a sum over the messages plus a term for the tool
+    schemas and the reply's priming, so each message is counted once and remembered by its
+    JSON: a run's prompts repeat their system message and, in a specialist's loop, every
+    earlier turn (and each request is counted for its reservation and again for its usage).
+    """
+    with_system = any(m.get("role") == "system" for m in messages)
+    schemas = json.dumps(list(tools), sort_keys=True, default=str) if tools else ""
+    total = _extra_tokens(model, schemas, with_system)
+    for m in messages:
+        total += _message_tokens(model, json.dumps(dict(m), sort_keys=True, default=str))
+    return max(1, total)
+
+
+@functools.lru_cache(maxsize=4096)
+def _message_tokens(model: str, message: str) -> int:
+    return int(_counter()(model=model, messages=[json.loads(message)],
+                          count_response_tokens=True))  # the message alone, no extras
 
 
 @functools.lru_cache(maxsize=256)
-def _prompt_tokens(model: str, payload: str) -> int:
-    messages, tools = json.loads(payload)
-    return max(1, int(_counter()(model=model, messages=messages, tools=tools or None)))
+def _extra_tokens(model: str, schemas: str, with_system: bool) -> int:
+    """What a request adds to its messages' tokens: the reply's priming and the tools."""
+    probe = [{"role": "system" if with_system else "user", "content": ""}]
+    tools = json.loads(schemas) if schemas else None
+    count = _counter()
+    return (int(count(model=model, messages=probe, tools=tools))
+            - int(count(model=model, messages=probe, count_response_tokens=True)))
 
 
 def completion_tokens(model: str, content: str | None,
