@@ -55,4 +55,9 @@ def completion_tokens(model: str, content: str | None,
                       tool_calls: Sequence[ToolCall] = ()) -> int:
     """Tokens of a reply: its text and the name and arguments of each tool call."""
     text = (content or "") + "".join(c.name + c.arguments for c in tool_calls)
-    return max(1, int(_counter()(model=model, text=text))) if text else 1
+    return _text_tokens(model, text) if text else 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_tokens(model: str, text: str) -> int:
+    return max(1, int(_counter()(model=model, text=text)))
