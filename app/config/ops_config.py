@@ -40,11 +40,13 @@ class QueueConfig(BaseModel):
     ``api_executes`` off (``foreman serve --workers 0``) makes the API enqueue runs for
     ``foreman worker`` processes (needs ``database_url``). A claim not heartbeated for
     ``stall_timeout_s`` is taken over; ``tenant_max_running`` caps one tenant's running
-    runs across every process.
+    runs across every process. A worker runs at CPU niceness ``worker_nice``: on a host it
+    shares with an API replica or the database, they get the CPU first.
     """
 
     api_executes: bool = True
     worker_concurrency: int = Field(default=4, ge=1, le=256)
+    worker_nice: int = Field(default=10, ge=0, le=19)
     heartbeat_s: float = Field(default=2.0, gt=0)
     stall_timeout_s: float = Field(default=10.0, gt=0)
     tenant_max_running: int | None = Field(default=None, ge=1)

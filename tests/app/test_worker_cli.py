@@ -34,3 +34,30 @@ def test_worker_cli_unreachable_database_exits_1_naming_it(tmp_path: Path) -> No
               FOREMAN_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     assert out.returncode == 1
     assert "127.0.0.1:1" in out.stderr and "Traceback" not in out.stderr
+
+
+def _niceness_of_a_started_worker(tmp_path: Path, pg_url: str, *args: str) -> tuple[int, str]:
+    base = {k: v for k, v in os.environ.items() if k != "FOREMAN_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [FOREMAN, "worker", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**base, "FOREMAN_DATA_DIR": str(tmp_path), "FOREMAN_OFFLINE": "1",
+                        "FOREMAN_DATABASE_URL": pg_url})
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()  # printed once the priority is set
+        stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(stat[16]), banner  # field 19 of stat: the niceness
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def test_worker_cli_runs_below_the_apis_priority_unless_told(tmp_path: Path,
+                                                             pg_url: str) -> None:
+    here = os.getpriority(os.PRIO_PROCESS, 0)  # a worker never raises its priority above it
+    niceness, banner = _niceness_of_a_started_worker(tmp_path / "a", pg_url)
+    assert niceness == max(10, here) and f"nice {niceness}" in banner
+    niceness, banner = _niceness_of_a_started_worker(tmp_path / "b", pg_url, "--nice", "0")
+    assert niceness == here and f"nice {here}" in banner
+    out = run("worker", "--nice", "20", data=tmp_path / "c")
+    assert out.returncode == 2 and "--nice" in out.stderr
