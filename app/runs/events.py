@@ -4,11 +4,11 @@
 at a run's edges). ``QueuedRunEvents`` is what a run's graph emits into on the event loop:
 an emit queues the event and returns, and one writer task per run stores what is queued in
 order, one transaction per batch, on the database's threads (``Database.call``), then tells
-the listeners. Nothing of the
-run's that is durable may get ahead of its events: before each checkpoint write (the
-checkpoint fence's ``flush``), before any other write of the run, and at the run's end the
-runner waits for the queue to be stored (``flush``), so a step's events are stored before
-the checkpoint that says the step happened — what writing them inline guaranteed.
+the listeners. Nothing of the run's that is durable may get ahead of its events: before
+each checkpoint write (the checkpoint fence's ``flush``), before any other write of the
+run, and at the run's end the runner waits for the queue to be stored (``flush``), so a
+step's events are stored before the checkpoint that says the step happened — what writing
+them inline guaranteed.
 """
 
 from __future__ import annotations
