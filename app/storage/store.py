@@ -1,5 +1,6 @@
-"""App tables: runs, their events and the tool-call ledger (threads are in
-``app.storage.thread_rows``, the model-call journal and cost ledger in ``app.storage.cost_ledger``).
+"""App tables: runs and the tool-call ledger (threads are in ``app.storage.thread_rows``, run
+events in ``app.storage.event_rows``, the model-call journal and cost ledger in
+``app.storage.cost_ledger``).
 
 The tool-call ledger holds STARTED/DONE per (thread + tool call id) with the stored result.
 Threads, runs and events carry their tenant; runs, approvals and ledger rows name their
@@ -11,24 +12,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import Conflict
 from app.governance.approval_store import APPROVAL_SCHEMA, ApprovalRow, ApprovalRows
-from app.governance.audit import (
-    AUDIT_SCHEMA,
-    POSTGRES_TRIGGERS,
-    SQLITE_TRIGGERS,
-    AuditLog,
-    audit_entry,
-)
+from app.governance.audit import AUDIT_SCHEMA, POSTGRES_TRIGGERS, SQLITE_TRIGGERS
 from app.governance.killswitch import SWITCH_SCHEMA, SwitchRows
 from app.runs import crashpoints
 from app.runs.claims import LeaseLost, RunClaims
 from app.storage.cost_ledger import SPEND_SCHEMA, TOTALS, CostLedger, LedgerRow, Totals, totals_of
 from app.storage.db import Cursor, Database, Row
+from app.storage.event_rows import EventRows
 from app.storage.thread_keys import local_id
 from app.storage.thread_rows import (
     THREAD_INDEXES,
@@ -150,7 +146,7 @@ class RunRow:
     owner: str | None = None
 
 
-class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRows):
+class Store(ThreadRows, CostLedger, ApprovalRows, EventRows, RunClaims, SwitchRows):
     """The app tables on a :class:`~app.storage.db.Database` (SQLite or Postgres)."""
 
     def __init__(self, db: Database) -> None:
@@ -296,70 +292,6 @@ class Store(ThreadRows, CostLedger, ApprovalRows, AuditLog, RunClaims, SwitchRow
         rows = self.db.query(f"SELECT * FROM runs WHERE status IN ({marks})"  # noqa: S608
                              " ORDER BY created_at, id", statuses)
         return [_run(r) for r in rows]
-
-    # events
-    def append_event(self, run_id: str, type: str, data: Mapping[str, Any]) -> int:
-        """Persist the run's next event (and its audit entry); returns its sequence number."""
-        with self.db.tx() as c:
-            return self.event_in(c, run_id, type, data)
-
-    def append_events(self, run_id: str,
-                      batch: Sequence[tuple[str, Mapping[str, Any], str]]) -> list[int]:
-        """Persist the run's next events — ``(type, data, data as JSON)`` each, in order —
-        in one transaction: all of them or none. Their sequence numbers."""
-        with self.db.tx() as c:
-            return [self.event_in(c, run_id, type, data, text=text)
-                    for type, data, text in batch]
-
-    def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
-                 actor: str | None = None, *, epoch: int | None = None,
-                 text: str | None = None) -> int:
-        """Append an event inside the caller's transaction, with its audit entry if audited.
-
-        The sequence number comes from the run row's counter, taken under that row's lock,
-        so concurrent writers (any process) get distinct, gapless numbers. With ``epoch``
-        the append only happens while the run's claim is that one (``LeaseLost``). ``text``
-        is ``data`` already serialised, when the caller has it.
-        """
-        if epoch is None:
-            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?"
-                        " RETURNING last_seq, tenant, created_by", (run_id,))
-        else:
-            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? AND epoch = ?"
-                        " RETURNING last_seq, tenant, created_by", (run_id, epoch))
-        if run:
-            seq, tenant = int(run[0]["last_seq"]), str(run[0]["tenant"])
-        elif epoch is not None:
-            raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
-        else:  # an event of a run that is not recorded (tests, old rows): no counter to take
-            row = c.run("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE run_id = ?",
-                        (run_id,))
-            seq, tenant = int(row[0]["n"]) + 1, "default"
-        c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant, epoch) VALUES"
-              " (?, ?, ?, ?, ?, ?, ?)",
-              (run_id, seq, type, json.dumps(data, default=str) if text is None else text,
-               time.time(), tenant, epoch))
-        entry = audit_entry(type, data)
-        if entry is not None:
-            who = actor or (data.get("by") if type == "approval_decided" else None)
-            if who is None and type == "run_started" and run:
-                who = run[0]["created_by"]
-            self.audit_append(c, tenant, type, entry, run_id=run_id,
-                              actor=str(who) if who is not None else None)
-        return seq
-
-    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """The run's events after sequence ``after``, in order."""
-        rows = self.db.query("SELECT seq, type, data, ts FROM events WHERE run_id = ?"
-                             " AND seq > ? ORDER BY seq LIMIT ?", (run_id, after, limit))
-        return [{"seq": r["seq"], "type": r["type"], "data": json.loads(r["data"]),
-                 "ts": r["ts"]} for r in rows]
-
-    def event_epochs(self, run_id: str) -> list[tuple[int, int | None]]:
-        """(sequence number, epoch of the claim that wrote it) of each of the run's events."""
-        rows = self.db.query("SELECT seq, epoch FROM events WHERE run_id = ? ORDER BY seq",
-                             (run_id,))
-        return [(int(r["seq"]), r["epoch"]) for r in rows]
 
     # tool-call ledger
     def tool_get(self, key: str) -> dict[str, Any] | None:
