@@ -188,6 +188,7 @@ class ChromaMemory(Memory):
         self._queued.append((thread_id, note))
         self._unwritten[thread_id] += 1
         if self._writer is None or self._writer.done():
+            self._hurry.clear()  # a flush that found nothing to wait for asks nothing of it
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def flush(self, thread_id: str | None = None) -> None:
@@ -222,4 +223,3 @@ class ChromaMemory(Memory):
                         del self._unwritten[thread_id]
                 self._batch_done.set()
                 self._batch_done.clear()
-        self._hurry.clear()

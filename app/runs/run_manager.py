@@ -29,7 +29,7 @@ from app.llm.stream import token_receiver
 from app.observability.logs import run_id_var, thread_id_var
 from app.runs.broker import EventBroker
 from app.runs.claims import Claim, LeaseLost
-from app.runs.events import Listener, RunEvents
+from app.runs.events import Listener
 from app.runs.runner import OWNER, RunResult
 from app.services import Services
 from app.storage.store import ACTIVE, RunRow
@@ -277,16 +277,13 @@ class RunManager:
             await asyncio.sleep(TENANT_WAIT_S if got == "tenant_full" else cfg.heartbeat_s)
 
     def _mark_failed(self, run_id: str, error: Exception) -> None:
-        data = {"reason": str(error)}
-        seq = self.store.finish_run(run_id, "run_failed", data, status="error",
-                                    error=f"{type(error).__name__}: {error}")
-        RunEvents(self.store, run_id).tell(seq, "run_failed", data)
+        self.store.finish_run(run_id, "run_failed", {"reason": str(error)}, status="error",
+                              error=f"{type(error).__name__}: {error}")
 
     def _mark_cancelled(self, run_id: str) -> None:
-        data = {"cost_usd": self.store.totals(run_id).cost_usd}
-        seq = self.store.finish_run(run_id, "run_cancelled", data, status="interrupted",
-                                    stop_reason="cancelled")
-        RunEvents(self.store, run_id).tell(seq, "run_cancelled", data)
+        self.store.finish_run(run_id, "run_cancelled",
+                              {"cost_usd": self.store.totals(run_id).cost_usd},
+                              status="interrupted", stop_reason="cancelled")
 
     # waiting and cancelling
     async def wait(self, run_id: str, limit_s: float | None = None) -> RunRow:
