@@ -1,9 +1,11 @@
-"""The specialist loop: think (one model call) → gate each tool call → act, in its own node.
+"""The specialist loop: think (one model call) → gate each tool call → run it.
 
-Each tool call passes through two nodes. ``gate`` checks the allow-list, the arguments and
-the policy, and is the only place that may pause for a human (one ``interrupt`` per node,
-nothing with a side effect before it). ``act`` runs the one cleared call through the
-``ToolExecutor``, which keys it by thread + tool call id so it never runs twice.
+``gate`` checks each call's allow-list, arguments and policy, and is the only place that may
+pause for a human (one ``interrupt`` per node, nothing with a side effect before it). A call
+an approver cleared runs in the ``act`` node after the pause, so the node that resumes never
+holds a side effect; a call that needed no one runs at the end of its ``gate`` pass (no
+``interrupt`` was reached there, and a node of its own would cost a checkpoint per call).
+Either way the ``ToolExecutor`` keys it by thread + tool call id so it never runs twice.
 """
 
 from __future__ import annotations
@@ -58,10 +60,6 @@ MAX_NUDGES = 1  # replies sent back to the model per step before its text is tak
 def _tool_message(call_id: str, source: str, payload: Any) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id,
             "content": data_block(source, prompt_json(payload))}
-
-
-def _after_call(state: SpecialistState) -> str:
-    return "gate" if state.get("queue") else "think"
 
 
 def tool_names(agent: AgentSpec) -> list[str]:
@@ -297,7 +295,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             return Command(goto=END, update={**update, **end})
         return Command(goto="gate" if rest else "think", update=update)
 
-    def gate(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
+    async def gate(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
         agent = agent_of(state)
         call, *rest = state["queue"]
         if (answered := repeated(state, call, rest, runtime)) is not None:
@@ -326,7 +324,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             return refuse(state, call, f"denied by policy rule {decision.rule}: "
                           f"{decision.reason}", rest, runtime, args_sha256(args),
                           kind="denied")
-        note = ""
+        note, asked = "", False
         if decision.action == GateAction.REQUIRE_APPROVAL and runtime.context.shadow:
             # Shadow runs change nothing, so nobody is asked; the record says who would be.
             note = f"would need approval by {decision.approver_group} (rule {decision.rule})"
@@ -335,6 +333,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             # An edit that lands under another rule (e.g. above this approver's limit) asks
             # again; one under the same rule was approved by the editor.
             outcome = ask_approval(call, spec, args, decision, agent.name, thread_of())
+            asked = True
             if outcome.refusal is not None:
                 return refuse(state, call, outcome.refusal, rest, runtime, args_sha256(args),
                               kind="rejected")
@@ -344,13 +343,19 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                                      arguments=json.dumps(outcome.edited_args),
                                      approved_rule=decision.rule)
                 return Command(goto="gate", update={"queue": [edited, *rest]})
-        return Command(goto="act", update={
-            "queue": rest, "cleared": {"id": call["id"], "name": spec.name, "args": args,
-                                       "note": note, "fingerprint": fingerprint_of(state, call)},
-        })
+        cleared = {"id": call["id"], "name": spec.name, "args": args, "note": note,
+                   "fingerprint": fingerprint_of(state, call)}
+        if asked:  # resumed from a pause: the call runs in a node of its own
+            return Command(goto="act", update={"queue": rest, "cleared": cleared})
+        return await run_call(state, cleared, rest, runtime)
 
     async def act(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
-        cleared = state["cleared"] or {}
+        return await run_call(state, state["cleared"] or {}, list(state.get("queue") or []),
+                              runtime)
+
+    async def run_call(state: SpecialistState, cleared: dict[str, Any], rest: list[PendingCall],
+                       runtime: Runtime[RunContext]) -> Command[str]:
+        """Run one cleared call; the loop goes on with ``rest`` (the calls still queued)."""
         thread = thread_of()
         events = runtime.context.events
         events.emit("tool_called", {
@@ -372,7 +377,7 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             trace["about"] = mentioned(state.get("about") or [], cleared["args"],
                                        dict(outcome.data))
         update: dict[str, Any] = {
-            "cleared": None,
+            "queue": rest, "cleared": None,
             "messages": new_messages(_tool_message(cleared["id"], f"tool:{cleared['name']}",
                                                    dict(outcome.data))),
             "tools_used": [*state.get("tools_used", []), trace],
@@ -381,13 +386,13 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             error = str(outcome.data.get("error") or "the tool reported a failure")
             update["failed_calls"] = with_failure(state, cleared["fingerprint"], cleared["id"],
                                                   error, executed=True)
-        return Command(goto=_after_call(state), update=update)
+        return Command(goto="gate" if rest else "think", update=update)
 
     graph: StateGraph[SpecialistState, RunContext, Any, Any] = StateGraph(
         SpecialistState, context_schema=RunContext
     )
     graph.add_node("think", think, destinations=("gate", END))
-    graph.add_node("gate", gate, destinations=("act", "gate", "think"))
+    graph.add_node("gate", gate, destinations=("act", "gate", "think", END))
     graph.add_node("act", act, destinations=("gate", "think"))
     graph.add_edge(START, "think")
     return graph

@@ -127,7 +127,10 @@ def create_app(settings: Settings, *, gate: PolicyGate | None = None,
                 await hooks.aclose()
                 app.state.api.close()
 
+    # FastAPI's own OpenTelemetry middleware stays off: Foreman's spans are its runs'
+    # (app.observability.telemetry); left on, it looks up the global providers per request.
     app = FastAPI(title="Foreman", version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Foreman's HTTP API: OpenAI-compatible chat, LangGraph-Platform "
                               "threads and runs, typed run events.")
     errors.install(app)

@@ -10,6 +10,7 @@ the local admin of tenant ``default``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -135,8 +136,10 @@ def loopback_host_header(host: str | None) -> bool:
     return is_loopback(name.lower())
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str | None) -> bool:
-    """A loopback address (or the in-process test client)."""
+    """A loopback address (or the in-process test client); remembered, since every request
+    of local dev mode asks it of its peer's address."""
     if host in {"localhost", "testclient"}:
         return True
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,15 @@ def load_litellm() -> ModuleType:
         litellm.suppress_debug_info = True
         _litellm = litellm
     return _litellm
+
+
+async def litellm_ready() -> ModuleType:
+    """litellm for async code: its first import (seconds of CPU) runs on a thread, so the
+    event loop goes on serving while it loads; concurrent first callers share the import
+    through Python's import lock. Afterwards this costs one check."""
+    if _litellm is not None:
+        return _litellm
+    return await asyncio.to_thread(load_litellm)
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:

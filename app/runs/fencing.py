@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from app.runs.claims import Claim, LeaseLost
@@ -53,12 +53,12 @@ class FencedStore(Store):
     def _mine(self, run_id: str) -> bool:
         return run_id == self.claim.run_id
 
-    def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
-                 actor: str | None = None, *, epoch: int | None = None,
-                 text: str | None = None) -> int:
+    def events_in(self, c: Cursor, run_id: str,
+                  batch: Sequence[tuple[str, Mapping[str, Any], str | None]],
+                  actor: str | None = None, *, epoch: int | None = None) -> list[int]:
         """Events of the claimed run carry (and check) the epoch."""
-        return super().event_in(c, run_id, type, data, actor,
-                                epoch=self.epoch if self._mine(run_id) else epoch, text=text)
+        return super().events_in(c, run_id, batch, actor,
+                                 epoch=self.epoch if self._mine(run_id) else epoch)
 
     def update_run(self, run_id: str, *, epoch: int | None = None, **fields: Any) -> None:
         """Status updates of the claimed run are conditional on the epoch."""

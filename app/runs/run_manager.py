@@ -72,12 +72,13 @@ class RunManager:
         every = self.services.settings.queue.heartbeat_s
         while True:
             await asyncio.sleep(every)
-            for run_id, claim in list(self._claims.items()):
-                try:
-                    state = await self.store.db.call(self.store.heartbeat, claim)
-                except Exception:  # the database blinked: the next beat tries again
-                    log.warning("heartbeat failed", extra={"run_id": run_id})
-                    continue
+            try:  # one transaction for every claim held here
+                beats = await self.store.db.call(self.store.heartbeat_all,
+                                                 list(self._claims.values()))
+            except Exception:  # the database blinked: the next beat tries again
+                log.warning("heartbeat failed", extra={"status": f"claims={len(self._claims)}"})
+                continue
+            for run_id, state in beats.items():
                 task = self._tasks.get(run_id)
                 if state != "held" and task is not None:
                     if state == "cancel":  # asked from another process sharing the database

@@ -22,6 +22,7 @@ from app.config.settings import Settings
 from app.errors import NotFound, RunStateError, StorageError
 from app.knowledge.runtime import KnowledgeRuntime, LazyKnowledge, TenantMemory
 from app.llm.journal import Journal
+from app.llm.litellm_provider import litellm_ready
 from app.llm.router import Router
 from app.observability.run_trace import traced
 from app.runs.claims import Claim, LeaseLost
@@ -268,6 +269,7 @@ class Runner:
         await call(store.update_run, run_id, status="running")
         try:
             if payload is not FINISHED:
+                await litellm_ready()  # every model call counts tokens with it
                 with fenced_checkpoints(store.checkpoint_fence(events.flush)):
                     await graph.ainvoke(payload, {**config, "metadata": {RUN_KEY: run_id}},
                                         context=context, durability="sync")

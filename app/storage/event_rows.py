@@ -31,40 +31,50 @@ class EventRows(AuditLog):
         """Persist the run's next events — ``(type, data, data as JSON)`` each, in order —
         in one transaction: all of them or none. Their sequence numbers."""
         with self.db.tx() as c:
-            return [self.event_in(c, run_id, type, data, text=text)
-                    for type, data, text in batch]
+            return self.events_in(c, run_id, batch)
 
     def event_in(self, c: Cursor, run_id: str, type: str, data: Mapping[str, Any],
                  actor: str | None = None, *, epoch: int | None = None,
                  text: str | None = None) -> int:
         """Append an event inside the caller's transaction, with its audit entry if audited
         (module doc). ``text`` is ``data`` already serialised, when the caller has it."""
+        return self.events_in(c, run_id, [(type, data, text)], actor, epoch=epoch)[0]
+
+    def events_in(self, c: Cursor, run_id: str,
+                  batch: Sequence[tuple[str, Mapping[str, Any], str | None]],
+                  actor: str | None = None, *, epoch: int | None = None) -> list[int]:
+        """:meth:`event_in` of several events in order: the run's counter moves once for all
+        of them (one statement, not one per event)."""
+        n = len(batch)
         if epoch is None:
-            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ?"
-                        " RETURNING last_seq, tenant, created_by", (run_id,))
+            run = c.run("UPDATE runs SET last_seq = last_seq + ? WHERE id = ?"
+                        " RETURNING last_seq, tenant, created_by", (n, run_id))
         else:
-            run = c.run("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? AND epoch = ?"
-                        " RETURNING last_seq, tenant, created_by", (run_id, epoch))
+            run = c.run("UPDATE runs SET last_seq = last_seq + ? WHERE id = ? AND epoch = ?"
+                        " RETURNING last_seq, tenant, created_by", (n, run_id, epoch))
         if run:
-            seq, tenant = int(run[0]["last_seq"]), str(run[0]["tenant"])
+            first, tenant = int(run[0]["last_seq"]) - n + 1, str(run[0]["tenant"])
         elif epoch is not None:
             raise LeaseLost(f"run {run_id} is no longer held at epoch {epoch}")
-        else:  # an event of a run that is not recorded (tests, old rows): no counter to take
+        else:  # events of a run that is not recorded (tests, old rows): no counter to take
             row = c.run("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE run_id = ?",
                         (run_id,))
-            seq, tenant = int(row[0]["n"]) + 1, "default"
-        c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant, epoch) VALUES"
-              " (?, ?, ?, ?, ?, ?, ?)",
-              (run_id, seq, type, json.dumps(data, default=str) if text is None else text,
-               time.time(), tenant, epoch))
-        entry = audit_entry(type, data)
-        if entry is not None:
-            who = actor or (data.get("by") if type == "approval_decided" else None)
-            if who is None and type == "run_started" and run:
-                who = run[0]["created_by"]
-            self.audit_append(c, tenant, type, entry, run_id=run_id,
-                              actor=str(who) if who is not None else None)
-        return seq
+            first, tenant = int(row[0]["n"]) + 1, "default"
+        now = time.time()
+        seqs = list(range(first, first + n))
+        for seq, (type, data, text) in zip(seqs, batch, strict=True):
+            c.run("INSERT INTO events (run_id, seq, type, data, ts, tenant, epoch) VALUES"
+                  " (?, ?, ?, ?, ?, ?, ?)",
+                  (run_id, seq, type, json.dumps(data, default=str) if text is None else text,
+                   now, tenant, epoch))
+            entry = audit_entry(type, data)
+            if entry is not None:
+                who = actor or (data.get("by") if type == "approval_decided" else None)
+                if who is None and type == "run_started" and run:
+                    who = run[0]["created_by"]
+                self.audit_append(c, tenant, type, entry, run_id=run_id,
+                                  actor=str(who) if who is not None else None)
+        return seqs
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """The run's events after sequence ``after``, in order."""

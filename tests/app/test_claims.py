@@ -96,6 +96,23 @@ def test_claims_cancel_request_reaches_the_heartbeat(store: Store) -> None:
     assert store.cancel_requested("r-1") and store.heartbeat(claim) == "cancel"
 
 
+def test_claims_one_beat_renews_every_claim_and_tells_each_apart(store: Store) -> None:
+    for n in (2, 3):
+        store.create_run(f"r-{n}", "t-1", "support", "task", tenant="acme")
+    claims = [store.claim_run(f"r-{n}", "w1") for n in (1, 2, 3)]
+    assert all(isinstance(c, Claim) for c in claims)
+    held, taken, stopping = claims  # type: ignore[misc]
+    assert isinstance(store.claim_run("r-2", "w2"), Claim)  # another owner took r-2 over
+    store.set_cancel_requested("r-3")
+    with store.db.tx() as c:
+        c.run("UPDATE runs SET heartbeat_at = 1.0 WHERE id = ?", ("r-1",))
+    assert store.heartbeat_all([held, taken, stopping]) == {
+        "r-1": "held", "r-2": "lost", "r-3": "cancel"}
+    beat = store.db.one("SELECT heartbeat_at FROM runs WHERE id = ?", ("r-1",))
+    assert beat is not None and float(beat["heartbeat_at"]) > 1.0
+    assert store.heartbeat_all([]) == {}
+
+
 def test_store_exclusive_run_refuses_a_busy_thread(store: Store) -> None:
     with pytest.raises(Conflict):
         store.create_run("r-2", "t-1", "support", "again", tenant="acme", exclusive=True)

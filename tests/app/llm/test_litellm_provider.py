@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,23 @@ def test_litellm_is_not_imported_by_the_cli_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).parents[3], check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_litellm_first_import_runs_off_the_event_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.llm import litellm_provider
+
+    threads: list[str] = []
+    module = types.ModuleType("litellm")
+
+    def load() -> types.ModuleType:
+        threads.append(threading.current_thread().name)
+        monkeypatch.setattr(litellm_provider, "_litellm", module)
+        return module
+
+    monkeypatch.setattr(litellm_provider, "_litellm", None)
+    monkeypatch.setattr(litellm_provider, "load_litellm", load)
+    assert await litellm_provider.litellm_ready() is module
+    assert threads and threads[0] != threading.main_thread().name
+    assert await litellm_provider.litellm_ready() is module  # loaded: no second import
+    assert len(threads) == 1
