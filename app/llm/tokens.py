@@ -31,13 +31,37 @@ def prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]],
     schemas = json.dumps(list(tools), sort_keys=True, default=str) if tools else ""
     total = _extra_tokens(model, schemas, with_system)
     for m in messages:
-        total += _message_tokens(model, json.dumps(dict(m), sort_keys=True, default=str))
+        total += _message_tokens(model, _key(m))
     return max(1, total)
 
 
+_PLAIN = frozenset({"role", "content", "name", "tool_call_id", "tool_calls"})
+Key = tuple[tuple[str, ...], Any, Any, Any, Any, str | None] | str
+
+
+def _key(m: Mapping[str, Any]) -> Key:
+    """What a message is remembered by: its fields as they are for a chat message of text
+    (only the tool calls serialised), else the whole message as JSON."""
+    content = m.get("content")
+    if m.keys() <= _PLAIN and (content is None or isinstance(content, str)):
+        calls = m.get("tool_calls")
+        return (tuple(m), m.get("role"), content, m.get("name"), m.get("tool_call_id"),
+                None if calls is None else json.dumps(calls, sort_keys=True, default=str))
+    return json.dumps(dict(m), sort_keys=True, default=str)
+
+
+def _message_of(key: Key) -> dict[str, Any]:
+    if isinstance(key, str):
+        return dict(json.loads(key))
+    fields, role, content, name, call_id, calls = key
+    values = {"role": role, "content": content, "name": name, "tool_call_id": call_id,
+              "tool_calls": None if calls is None else json.loads(calls)}
+    return {f: values[f] for f in fields}
+
+
 @functools.lru_cache(maxsize=4096)
-def _message_tokens(model: str, message: str) -> int:
-    return int(_counter()(model=model, messages=[json.loads(message)],
+def _message_tokens(model: str, key: Key) -> int:
+    return int(_counter()(model=model, messages=[_message_of(key)],
                           count_response_tokens=True))  # the message alone, no extras
 
 

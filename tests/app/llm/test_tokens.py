@@ -23,6 +23,9 @@ message = st.one_of(
         {"id": "call_1", "type": "function",
          "function": {"name": "lookup_order", "arguments": a}}]}, text, text),
     st.builds(lambda c: {"role": "tool", "tool_call_id": "call_1", "content": c}, text),
+    st.builds(lambda c, n: {"role": "user", "name": n, "content": c}, text,
+              st.sampled_from(["ada", "grace"])),
+    st.builds(lambda c: {"role": "user", "content": [{"type": "text", "text": c}]}, text),
 )
 
 
