@@ -140,6 +140,10 @@ class ToolExecutor(Protocol):
 
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome: ...
 
+    async def recorded(self, key: str) -> bool:
+        """The call of invocation key ``key`` is in the ledger (it was cleared and started)."""
+        ...
+
 
 class EventSink(Protocol):
     """Receives the run's typed events (CONTRACT.md) in order."""

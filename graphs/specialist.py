@@ -35,15 +35,13 @@ from graphs.repeats import (
 from graphs.report import (
     REPORT_TOOL,
     calls_in_text,
-    imitates_data,
     neutralise,
     parse_report,
-    read_prose,
-    report_in_text,
     report_schema,
     summary_of,
 )
 from graphs.state import PendingCall, SpecialistState, ToolTrace, new_messages
+from graphs.step_end import finish_with_text, step_end, ungrounded
 from graphs.team import AgentSpec, TeamSpec
 from graphs.views import data_block, prompt_json, sha256
 from tools.spec import args_sha256, validation_message
@@ -65,55 +63,6 @@ def _tool_message(call_id: str, source: str, payload: Any) -> dict[str, Any]:
 def tool_names(agent: AgentSpec) -> list[str]:
     """The names of the tools ``agent`` may call (``report`` aside)."""
     return [t.name for t in agent.tools]
-
-
-def _succeeded(state: SpecialistState) -> bool:
-    return any(t["ok"] for t in state.get("tools_used", []))
-
-
-def ungrounded(state: SpecialistState) -> str:
-    """Why this step's successful calls do not back a ``done`` ("" when they do): the step
-    names ids, and no successful call's arguments or result involved any of them."""
-    about = state.get("about") or []
-    used = [t for t in state.get("tools_used", []) if t["ok"]]
-    if not about or not used or any(t.get("about") for t in used):
-        return ""
-    calls = ", ".join(dict.fromkeys(t["name"] for t in used))
-    return (f"none of this step's successful tool calls ({calls}) involved "
-            f"{' or '.join(about)}, the id{'s' if len(about) > 1 else ''} it is about")
-
-
-def step_end(state: SpecialistState, status: str, summary: str,
-            report: dict[str, Any], content: str) -> dict[str, Any]:
-    """The step's end: a claimed ``done`` counts only with a successful tool call behind it,
-    and never when the reply imitates tool output."""
-    summary = neutralise(summary.strip()) or "(no report)"
-    if status == "done" and imitates_data(content):
-        status, summary = "unclear", ("NOT VERIFIED: the reply imitates tool output (Foreman's "
-                                      f"data markup) instead of calling a tool. {summary}")
-    elif status == "done" and not _succeeded(state):
-        status, summary = "unclear", ("NOT VERIFIED: reported done, but no tool call of "
-                                      f"this step succeeded. {summary}")
-    elif status == "done" and (why := ungrounded(state)):
-        status, summary = "unclear", f"NOT VERIFIED: reported done, but {why}. {summary}"
-    elif status == "unclear":
-        summary = f"UNCLEAR: the reply neither reports done nor blocked. {summary}"
-    elif status != "done" and not summary.upper().startswith(status.upper()):
-        summary = f"{status.upper().replace('_', ' ')}: {summary}"
-    return {"summary": summary, "ok": status == "done", "status": status,
-            "report": report, "queue": []}
-
-
-def finish_with_text(state: SpecialistState, content: str) -> dict[str, Any]:
-    """A reply without tool calls: a report written as JSON, or prose read conservatively."""
-    text = content.strip()
-    if not text:
-        return step_end(state, "blocked", "the agent gave no report.", {}, content)
-    written = report_in_text(text)
-    if written is not None:
-        return step_end(state, written.status, summary_of(written),
-                       written.model_dump(exclude={"status", "summary"}), content)
-    return step_end(state, read_prose(text), text, {"from": "prose"}, content)
 
 
 def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, Any, Any]:
@@ -315,6 +264,15 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
             reason = validation_message(e) if isinstance(e, ValidationError) else str(e)
             return refuse(state, call, f"invalid arguments: {reason}", rest, runtime,
                           malformed=True, kind="invalid")
+        def cleared(note: str = "") -> dict[str, Any]:
+            return {"id": call["id"], "name": spec.name, "args": args, "note": note,
+                    "fingerprint": fingerprint_of(state, call)}
+
+        if not runtime.context.shadow and await runtime.context.tools.recorded(
+                f"{thread_of()}:{call['id']}"):
+            # Cleared and started by a pass of this node that stopped before its checkpoint:
+            # it is finished (replayed or reconciled) on the decision taken then.
+            return await run_call(state, cleared(), rest, runtime)
         decision = runtime.context.gate.check(GateRequest(
             team=team.name, agent=agent.name, tool=spec.name, args=args,
             side_effect=spec.side_effect, risk=spec.risk, thread_id=thread_of(),
@@ -343,11 +301,9 @@ def build_specialist(team: TeamSpec) -> StateGraph[SpecialistState, RunContext, 
                                      arguments=json.dumps(outcome.edited_args),
                                      approved_rule=decision.rule)
                 return Command(goto="gate", update={"queue": [edited, *rest]})
-        cleared = {"id": call["id"], "name": spec.name, "args": args, "note": note,
-                   "fingerprint": fingerprint_of(state, call)}
         if asked:  # resumed from a pause: the call runs in a node of its own
-            return Command(goto="act", update={"queue": rest, "cleared": cleared})
-        return await run_call(state, cleared, rest, runtime)
+            return Command(goto="act", update={"queue": rest, "cleared": cleared(note)})
+        return await run_call(state, cleared(note), rest, runtime)
 
     async def act(state: SpecialistState, runtime: Runtime[RunContext]) -> Command[str]:
         return await run_call(state, state["cleared"] or {}, list(state.get("queue") or []),

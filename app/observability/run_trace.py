@@ -298,6 +298,10 @@ class TracedTools:
         self.inner = inner
         self.run = run
 
+    async def recorded(self, key: str) -> bool:
+        """The wrapped executor's answer."""
+        return await self.inner.recorded(key)
+
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
         """Run (or replay) the call as before, inside its span."""
         run = self.run

@@ -60,6 +60,10 @@ class LedgerExecutor(ToolExecutor):
                            settings=self.registry.settings_of(spec), secrets=self.secrets,
                            knowledge=self.knowledge)
 
+    async def recorded(self, key: str) -> bool:
+        """The ledger holds a row for ``key``."""
+        return await self.store.db.call(self.store.tool_get, key) is not None
+
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
         """Run (or replay, or reconcile) one cleared tool call; the ledger is read and
         written on the database's threads."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from graphs.report import calls_in_text, imitates_data, neutralise, read_prose, report_in_text
-from graphs.specialist import finish_with_text
+from graphs.step_end import finish_with_text
 
 FAILURES = [
     "I couldn't find order O-9999.",
