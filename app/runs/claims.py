@@ -83,12 +83,7 @@ class RunClaims:
 
     def heartbeat(self, claim: Claim) -> Beat:
         """Renew a claim: ``held``, ``lost`` (another epoch now), or ``cancel`` (asked to stop)."""
-        with self.db.tx() as c:
-            rows = c.run("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND epoch = ?"
-                         " RETURNING cancel_requested", (time.time(), claim.run_id, claim.epoch))
-        if not rows:
-            return "lost"
-        return "cancel" if rows[0]["cancel_requested"] else "held"
+        return self.heartbeat_all([claim])[claim.run_id]
 
     def heartbeat_all(self, claims: list[Claim]) -> dict[str, Beat]:
         """:meth:`heartbeat` of many claims in one transaction (a process's beat of every

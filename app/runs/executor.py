@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -52,6 +53,9 @@ class LedgerExecutor(ToolExecutor):
         self.run_id = run_id
         self.principal = principal
         self.secrets = secrets or NoSecrets()
+        # Ledger rows read by ``recorded``, kept for the ``execute`` of the same call that
+        # follows it in the gate's pass (this run is the key's only writer meanwhile).
+        self._looked: dict[str, dict[str, Any] | None] = {}
 
     def _context(self, spec: ToolSpec, invocation: ToolInvocation) -> ToolContext:
         return ToolContext(idempotency_key=invocation.key, tenant=self.tenant,
@@ -62,13 +66,17 @@ class LedgerExecutor(ToolExecutor):
 
     async def recorded(self, key: str) -> bool:
         """The ledger holds a row for ``key``."""
-        return await self.store.db.call(self.store.tool_get, key) is not None
+        self._looked[key] = await self.store.db.call(self.store.tool_get, key)
+        return self._looked[key] is not None
 
     async def execute(self, invocation: ToolInvocation) -> ToolOutcome:
         """Run (or replay, or reconcile) one cleared tool call; the ledger is read and
         written on the database's threads."""
         call = self.store.db.call
-        row = await call(self.store.tool_get, invocation.key)
+        if invocation.key in self._looked:
+            row = self._looked.pop(invocation.key)
+        else:
+            row = await call(self.store.tool_get, invocation.key)
         if row is not None and row["status"] == "DONE":
             return ToolOutcome(ok=bool(row["ok"]), data=row["result"] or {}, replayed=True)
         try:
