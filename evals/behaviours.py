@@ -30,10 +30,11 @@ from app.llm.scripted_manager import (
     final,
     instruction_for,
     is_done,
-    json_tag,
     ledger,
     next_steps,
     plan,
+    plan_rows,
+    result_rows,
     verify,
 )
 from evals.scenario import Rule, Scenario
@@ -147,7 +148,7 @@ class Script:
         filled from the figures earlier steps reported."""
         assert self.book is not None
         steps, satisfied = next_steps(prompt, self.book)
-        results = json_tag(prompt, "step_results") or []
+        results = result_rows(prompt)
         refused = [r["step_id"] for r in results if not is_done(r)
                    and "rejected by the approver" in r.get("summary", "")]
         if any(s["step_id"] in refused for s in steps):
@@ -168,7 +169,7 @@ class Script:
                 steps = [{**steps[0], "agent": rule.agent or "accountant"}]
         for rule in self.rules("loop"):
             if n in rule.calls:
-                status = json_tag(prompt, "plan_status") or []
+                status = plan_rows(prompt)
                 done = {s["id"] for s in status if is_done(s)}
                 first = next((s for s in self.book.steps if s.id in done), None)
                 if first is not None:

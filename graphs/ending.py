@@ -23,6 +23,7 @@ from graphs.views import (
     nothing_done_answer,
     plan_status,
     prompt_json,
+    status_lines,
     step_records,
 )
 
@@ -99,7 +100,7 @@ def build_final(m: Manager) -> Final:
             content = prompts.render(
                 "final.j2", task=state["task"], stop_reason=reason,
                 ending=ENDINGS.get(reason, reason),
-                status_json=prompt_json(plan_status(state["ledger"], results)),
+                status_text=status_lines(plan_status(state["ledger"], results)),
                 records_json=prompt_json(step_records(results, 4 * limits.recent_results,
                                                       limits.summary_chars)))
             try:

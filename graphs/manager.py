@@ -212,7 +212,7 @@ def build_graph(team: TeamSpec) -> StateGraph[ManagerState, RunContext, Any, Any
                       if not r["ok"])]
         v = views(state)
         content = prompts.render("replan.j2", task=v["task"], ledger_json=v["ledger_json"],
-                                 results_json=v["results_json"], problems=problems,
+                                 results_text=v["results_text"], problems=problems,
                                  agent_names=names)
         messages = [system, {"role": "user", "content": content}]
         checked: TaskLedger | None = None

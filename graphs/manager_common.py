@@ -13,7 +13,7 @@ from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ports import Message
 from graphs.state import ManagerState
 from graphs.team import TeamSpec
-from graphs.views import ledger_facts, plan_status, prompt_json
+from graphs.views import ledger_facts, plan_status, prompt_json, result_lines, status_lines
 from graphs.views import recent_results as recent_view
 
 
@@ -58,9 +58,9 @@ class Manager:
         return {
             "task": state["task"],
             "ledger_json": prompt_json(state["ledger"]),
-            "facts_json": prompt_json(ledger_facts(state["ledger"])),
-            "status_json": prompt_json(status),
-            "results_json": prompt_json(recent),
+            "facts_json": prompt_json(ledger_facts(state["ledger"], state["task"])),
+            "status_text": status_lines(status),
+            "results_text": result_lines(recent),
             "omitted": omitted,
             # Whether the record shows a step in trouble: only then do the rules for dropping
             # a step or ending the run as blocked apply, so only then are they spelled out.

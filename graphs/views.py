@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from graphs.state import StepResult, TaskLedger, ToolTrace
@@ -50,11 +52,60 @@ def plan_status(ledger: TaskLedger, results: list[StepResult]) -> list[dict[str,
              else latest.get(step["id"], "not started")} for step in ledger["plan"]]
 
 
-def ledger_facts(ledger: TaskLedger) -> dict[str, Any]:
+def ledger_facts(ledger: TaskLedger, task: str = "") -> dict[str, Any]:
     """The task ledger without its plan (which the plan status shows, with each step's
-    state), and with what Foreman changed in it when it changed anything."""
+    state), and with what Foreman changed in it when it changed anything. Empty kinds of
+    fact are left out, and so is a given fact that only repeats ``task`` (which the prompt
+    shows above it)."""
     changes = ledger.get("changes") or []
-    return {"facts": ledger["facts"], **({"changes": changes} if changes else {})}
+    same = " ".join(task.split()).casefold()
+    facts = {kind: kept for kind, items in ledger["facts"].items()
+             if (kept := [f for f in items if kind != "given" or not same
+                          or " ".join(str(f).split()).casefold() != same])}
+    return {"facts": facts, **({"changes": changes} if changes else {})}
+
+
+# A step's line in a prompt: fields Foreman writes itself, then the model-written text as a
+# JSON string, so no newline or quote in it can start a line of its own.
+_STATUS_LINE = re.compile(r'^- (?P<id>\S+) \((?P<agent>[^,()]+), (?P<state>[^,()]+)'
+                          r'(?:, after (?P<after>[^()]*))?\): (?P<goal>".*")$')
+_RESULT_LINE = re.compile(r'^- round (?P<round>\d+), (?P<step_id>\S+) \((?P<agent>[^,()]+), '
+                          r'(?P<status>[^,()]+)\): (?P<summary>".*")$')
+# Line breaks to str.splitlines() that JSON leaves as they are (it escapes control characters).
+_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("</", "<\\/").translate(_BREAKS)
+
+
+def status_lines(status: Iterable[dict[str, Any]]) -> str:
+    """The plan status, a step a line: ``- S2 (billing, not started, after S1): "goal"``."""
+    return "\n".join(
+        f"- {s['id']} ({s['agent']}, {s['state']}"
+        + (f", after {', '.join(s['depends_on'])}" if s.get("depends_on") else "")
+        + f"): {_quoted(s['goal'])}" for s in status)
+
+
+def result_lines(results: Iterable[dict[str, Any]]) -> str:
+    """Step results, one a line: ``- round 3, S1 (researcher, done): "summary"``."""
+    return "\n".join(f"- round {r['round']}, {r['step_id']} ({r['agent']}, {r['status']}): "
+                      f"{_quoted(r['summary'])}" for r in results)
+
+
+def parse_status_lines(text: str) -> list[dict[str, Any]]:
+    """The entries :func:`status_lines` wrote (lines of another shape are skipped)."""
+    return [{"id": m["id"], "agent": m["agent"], "state": m["state"],
+             "depends_on": [d for d in (m["after"] or "").split(", ") if d],
+             "goal": json.loads(m["goal"])}
+            for m in filter(None, map(_STATUS_LINE.match, text.splitlines()))]
+
+
+def parse_result_lines(text: str) -> list[dict[str, Any]]:
+    """The entries :func:`result_lines` wrote (lines of another shape are skipped)."""
+    return [{"round": int(m["round"]), "step_id": m["step_id"], "agent": m["agent"],
+             "status": m["status"], "summary": json.loads(m["summary"])}
+            for m in filter(None, map(_RESULT_LINE.match, text.splitlines()))]
 
 
 def recent_results(
@@ -127,7 +178,8 @@ def brief(ledger: TaskLedger, results: list[StepResult], keep: int, chars: int) 
         latest.pop(r["step_id"], None)
         latest[r["step_id"]] = r
     view, _ = recent_results(list(latest.values()), keep, chars)
-    return prompt_json({"facts_given": ledger["facts"]["given"], "recent_results": view})
+    given = f"Given: {prompt_json(ledger['facts']['given'])}"
+    return f"{given}\nLatest step results:\n{result_lines(view)}" if view else given
 
 
 def fingerprint(agent: str, instruction: str, tools: list[ToolTrace]) -> str:

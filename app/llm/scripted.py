@@ -33,8 +33,8 @@ from app.llm.scripted_manager import (
     NOT_TOLD,
     OFFLINE_NOTE,
     final,
-    json_tag,
     plan,
+    tag,
     verify,
 )
 from app.llm.scripted_manager import (
@@ -43,6 +43,7 @@ from app.llm.scripted_manager import (
 from app.llm.tokens import completion_tokens as count_completion
 from app.llm.tokens import prompt_tokens as count_prompt
 from graphs.ports import ModelRequest, ToolCall
+from graphs.views import parse_result_lines
 
 Behaviour = Callable[[ModelRequest], "ProviderReply | None"]
 
@@ -166,8 +167,7 @@ def sources(request: ModelRequest, told: dict[str, str],
     """What a specialist knows: its conversation, its tools' results, and what it was told
     (the instruction first, then the figures the manager's brief shows)."""
     system = next((str(m.get("content")) for m in request.messages if m["role"] == "system"), "")
-    brief = json_tag(system, "ledger") or {}
-    shown = step_figures(brief.get("recent_results") or []) if isinstance(brief, dict) else {}
+    shown = step_figures(parse_result_lines(tag(system, "ledger") or ""))
     heard = {f"{sid}.{k}": str(v) for sid, figs in shown.items() for k, v in figs.items()}
     return Sources(text="\n".join(str(m.get("content") or "") for m in request.messages),
                    results=tool_results(request.messages, skip),

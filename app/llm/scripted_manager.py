@@ -14,6 +14,7 @@ from typing import Any
 
 from app.llm.playbook import Playbook, Step, for_task
 from app.llm.references import Sources, Unresolved, fill, resolve, step_figures
+from graphs.views import parse_result_lines, parse_status_lines
 
 OFFLINE_NOTE = (
     "Foreman ran offline with its built-in scripted models, which only know the bundled demo tasks"
@@ -50,9 +51,18 @@ def is_done(entry: dict[str, Any]) -> bool:
     return "done" in (entry.get("status"), entry.get("state"))
 
 
-def _results(prompt: str) -> list[dict[str, Any]]:
+def plan_rows(prompt: str) -> list[dict[str, Any]]:
+    """The plan status the prompt shows, a dict a step."""
+    return parse_status_lines(tag(prompt, "plan_status") or "")
+
+
+def result_rows(prompt: str) -> list[dict[str, Any]]:
+    """The step results the prompt shows: the final prompt's JSON records, else the lines of
+    the progress, verify and replan prompts."""
     found = json_tag(prompt, "step_results")
-    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    if isinstance(found, list):
+        return [r for r in found if isinstance(r, dict)]
+    return parse_result_lines(tag(prompt, "step_results") or "")
 
 
 def instruction_for(step: Step, results: list[dict[str, Any]]) -> str:
@@ -94,7 +104,7 @@ def _latest_done(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def to_redo(prompt: str, book: Playbook) -> list[Step]:
     """Steps the verifier flagged whose latest report still cites no record of their write."""
-    latest = _latest_done(_results(prompt))
+    latest = _latest_done(result_rows(prompt))
     flagged = dict.fromkeys(_FLAGGED.findall(prompt))
     return [s for sid in flagged if (s := book.step(sid)) is not None
             and lacking(s, latest.get(sid))]
@@ -121,7 +131,7 @@ def plan(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     book = book or for_task(task)
     if book is None:
         return _generic_plan(task, _agents_in(prompt))
-    done = {str(r["step_id"]) for r in _results(prompt) if is_done(r)}
+    done = {str(r["step_id"]) for r in result_rows(prompt) if is_done(r)}
     redo = {s.id for s in to_redo(prompt, book)}
     skip = done - redo
     return {"facts": book.facts, "plan": [
@@ -150,8 +160,8 @@ def ledger(satisfied: bool, steps: list[dict[str, Any]], cannot: str = "",
 def next_steps(prompt: str, book: Playbook | None) -> tuple[list[dict[str, Any]], bool]:
     """The steps to run now (each ready one, or those the verifier found without their
     record) with instructions filled from the record; and whether all are done."""
-    status = json_tag(prompt, "plan_status") or []
-    results = _results(prompt)
+    status = plan_rows(prompt)
+    results = result_rows(prompt)
     done = {s["id"] for s in status if is_done(s)}
     redo = to_redo(prompt, book) if book else []
     if redo:
@@ -170,7 +180,7 @@ def next_steps(prompt: str, book: Playbook | None) -> tuple[list[dict[str, Any]]
 
 def refusals(prompt: str) -> dict[str, str]:
     """Steps a human refused, or no offline model can do: retrying would fail again."""
-    results = _results(prompt)
+    results = result_rows(prompt)
     refused = {r["step_id"]: "the approver rejected step" for r in results
                if not is_done(r) and "rejected by the approver" in r.get("summary", "")}
     refused.update({r["step_id"]: "offline models cannot do step" for r in results
@@ -195,11 +205,11 @@ def progress(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
 def verify(prompt: str, book: Playbook | None = None) -> dict[str, Any]:
     """Verdict: every step done, and each write step's report cites the record it wrote."""
     book = book or for_task(task_of(prompt))
-    status = json_tag(prompt, "plan_status") or []
+    status = plan_rows(prompt)
     undone = [s["id"] for s in status if not is_done(s) and s.get("state") != "dropped"]
     if not status or undone:
         return {"verified": False, "reason": "some steps are not done", "missing": undone}
-    latest = _latest_done(_results(prompt))
+    latest = _latest_done(result_rows(prompt))
     missing = []
     for s in status:
         step = known_step(book, s, same_goal=True) if s.get("state") != "dropped" else None
@@ -221,7 +231,7 @@ def final(prompt: str, book: Playbook | None = None) -> str:
     book = book or for_task(task_of(prompt))
     reason = re.search(r"How the run ended: ([^.\n]+)", prompt)
     ended = reason.group(1) if reason else "satisfied"
-    results = _results(prompt)
+    results = result_rows(prompt)
     if book is None:
         return (f"{OFFLINE_NOTE}, and this request is not one of them, so nothing was "
                 "looked up or changed. Configure a model provider key to run it for real.")

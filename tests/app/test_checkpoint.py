@@ -110,7 +110,7 @@ async def test_state_is_whole_and_exactly_once_after_an_approval_resumed_in_a_ne
             (len(before) - 3) // 2) + ["assistant"]
         assert before[-1]["tool_calls"][0]["function"]["name"] == "issue_refund"
         assert task.state.values["brief"] == ""  # it lives in the system message now
-        assert "facts_given" in before[0]["content"]
+        assert "Given: [" in before[0]["content"]
         assert [(r["step_id"], r["agent"]) for r in waiting.values["results"]] == [
             ("S1", "researcher")]
 

@@ -11,6 +11,7 @@ from app.llm.scripted import ScriptedProvider
 from app.services import open_services
 from graphs.dispatch import AUTO_REASON
 from graphs.ports import ModelRequest
+from graphs.views import parse_status_lines
 from tests.fakes import event_types, progress_reply
 from tests.graphs.test_manager import REFUND_TASK, with_limits
 
@@ -65,7 +66,7 @@ async def test_discipline_empty_next_steps_with_ready_steps_dispatches_them(
     def behaviour(req: ModelRequest) -> ProviderReply | None:
         if req.role != "manager.progress":
             return None
-        status = json.loads(prompt_of(req).split("<plan_status>\n")[1].split("\n</plan")[0])
+        status = parse_status_lines(prompt_of(req).split("<plan_status>")[1])
         if all(s["state"] == "done" for s in status):
             return None  # the scripted ledger then says satisfied
         return ProviderReply(content=progress_reply(steps=[]))

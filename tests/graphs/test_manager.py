@@ -11,6 +11,7 @@ from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
 from app.services import open_services
 from graphs.ports import ModelRequest
+from graphs.views import parse_result_lines, parse_status_lines
 from tests.fakes import event_types, progress_reply
 
 REFUND_TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
@@ -253,13 +254,14 @@ def test_a_specialists_brief_keeps_only_the_latest_report_of_each_step() -> None
                         "guesses": []}, "plan": []}
     results = [_result(1, "S1"), _result(2, "S2"), _result(3, "S1"), _result(4, "S3"),
                _result(5, "S1")]
-    shown = json.loads(brief(ledger, results, 6, 600))  # type: ignore[arg-type]
-    assert shown["facts_given"] == ["the task"]
-    assert [(r["step_id"], r["round"]) for r in shown["recent_results"]] == [
-        ("S2", 2), ("S3", 4), ("S1", 5)]
+    shown = brief(ledger, results, 6, 600)  # type: ignore[arg-type]
+    assert shown.splitlines()[0] == 'Given: ["the task"]'
+    assert [(r["step_id"], r["round"], r["summary"]) for r in parse_result_lines(shown)] == [
+        ("S2", 2, "report 2 on S2"), ("S3", 4, "report 4 on S3"), ("S1", 5, "report 5 on S1")]
     # keep bounds the steps shown, newest first to stay
-    two = json.loads(brief(ledger, results, 2, 600))  # type: ignore[arg-type]
-    assert [r["step_id"] for r in two["recent_results"]] == ["S3", "S1"]
+    two = brief(ledger, results, 2, 600)  # type: ignore[arg-type]
+    assert [r["step_id"] for r in parse_result_lines(two)] == ["S3", "S1"]
+    assert brief(ledger, [], 6, 600) == 'Given: ["the task"]'  # type: ignore[arg-type]
 
 
 def test_the_progress_prompt_shows_the_plan_once_and_the_drop_rules_only_on_trouble() -> None:
@@ -282,10 +284,15 @@ def test_the_progress_prompt_shows_the_plan_once_and_the_drop_rules_only_on_trou
 
     calm = rendered([_result(1, "S1")])
     assert calm.count("Find the order") == 1  # in the plan status, not in the ledger too
-    status = json.loads(calm.split("<plan_status>")[1].split("</plan_status>")[0])
-    assert [(s["id"], s["state"]) for s in status] == [("S1", "done"), ("S2", "not started")]
-    assert "drop_steps" in calm and "only when the record shows" not in calm
+    assert calm.count("refund O-5002") == 1  # the task, not repeated as a given fact
+    status = parse_status_lines(calm.split("<plan_status>")[1].split("</plan_status>")[0])
+    assert [(s["id"], s["state"], s["depends_on"]) for s in status] == [
+        ("S1", "done", []), ("S2", "not started", ["S1"])]
+    assert "- S2 (billing, not started, after S1): \"Refund it\"" in calm
+    assert "drop_steps" not in calm and "cannot_proceed" not in calm
+    assert "only when the record shows" not in calm
 
     troubled = " ".join(rendered([_result(1, "S1"), _result(2, "S2", "blocked")]).split())
     assert "only when the record shows it cannot" in troubled
     assert "Set cannot_proceed to true only when" in troubled
+    assert '"drop_steps": []' in troubled and '"cannot_proceed": {"answer"' in troubled

@@ -77,7 +77,7 @@ async def test_specialist_imitated_tool_data_is_not_done(settings: Settings,
     first = of(events, "agent_finished")[0]
     assert first["agent"] == "researcher" and first["ok"] is False
     assert first["status"] == "unclear" and "<data" not in first["summary"]
-    assert '"state":"unclear"' in progress_prompts[1]  # the manager sees the uncertainty
+    assert "- S1 (researcher, unclear):" in progress_prompts[1]  # the manager sees the doubt
     called = [e["data"]["tool"] for e in events if e["type"] == "tool_called"]
     assert called.index("lookup_order") < called.index("issue_refund")  # a real lookup first
     assert result.status == "success"

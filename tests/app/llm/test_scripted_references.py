@@ -23,7 +23,7 @@ from app.llm.scripted import specialist
 from app.llm.scripted_manager import final, progress, verify
 from graphs.ports import ModelRequest
 from graphs.report import ReportArgs, summary_of
-from graphs.views import data_block, prompt_json
+from graphs.views import data_block, prompt_json, status_lines
 
 TASK = "Customer C-1001 says order O-5002 arrived broken; refund it and let them know"
 
@@ -148,7 +148,7 @@ def test_billing_refunds_what_the_lookup_returned_and_reports_the_executed_amoun
 def _status(done: list[str]) -> str:
     book = for_task(TASK)
     assert book is not None
-    return prompt_json([{"id": s.id, "agent": s.agent, "goal": s.goal,
+    return status_lines([{"id": s.id, "agent": s.agent, "goal": s.goal,
                          "depends_on": s.depends_on,
                          "state": "done" if s.id in done else "not started"}
                         for s in book.steps])
