@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from graphs.state import StepResult, TaskLedger, ToolTrace
 
@@ -59,7 +59,8 @@ def ledger_facts(ledger: TaskLedger, task: str = "") -> dict[str, Any]:
     shows above it)."""
     changes = ledger.get("changes") or []
     same = " ".join(task.split()).casefold()
-    facts = {kind: kept for kind, items in ledger["facts"].items()
+    kinds = cast(dict[str, list[str]], ledger["facts"])
+    facts = {kind: kept for kind, items in kinds.items()
              if (kept := [f for f in items if kind != "given" or not same
                           or " ".join(str(f).split()).casefold() != same])}
     return {"facts": facts, **({"changes": changes} if changes else {})}
