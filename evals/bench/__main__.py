@@ -13,7 +13,7 @@ from pathlib import Path
 from evals.bench.report import show, write
 from evals.bench.stats import Row
 
-FIGURES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
+FIGURES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14")
 
 
 def _args() -> argparse.Namespace:
@@ -68,6 +68,10 @@ async def _run(only: set[str], config: Path | None, workdir: Path, reps: int) ->
         from evals.bench.storeloop import storeloop_figures
 
         rows += await storeloop_figures(config, workdir, reps)
+    if "14" in only:
+        from evals.bench.driver import driver_figures
+
+        rows += await driver_figures(reps)
     return rows
 
 
