@@ -22,7 +22,7 @@ import httpx
 from app.config.settings import FallbackConfig, ModelEntry, Settings
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
-from app.llm.tokens import completion_tokens, prompt_tokens
+from app.llm.tokens import completion_tokens, prompt_tokens, request_tokens
 from evals.behaviours import EvalProvider, Script
 from evals.metrics import FREE_TEXT
 from evals.scenario import Fault
@@ -165,7 +165,7 @@ class NoisyProvider(EvalProvider):
 
     def count_tokens(self, model: ModelEntry, request: ModelRequest) -> int:
         """Prompt tokens by litellm's tokenizer for the model."""
-        return prompt_tokens(model.litellm_model, request.messages, request.tools)
+        return request_tokens(model.litellm_model, request)
 
 
 def chat_body(reply: ProviderReply, model: str, prompt: int) -> dict[str, Any]:

@@ -6,9 +6,11 @@ Everything here is supplied per run through LangGraph's runtime context
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 from tools.spec import Risk, SideEffect
@@ -39,6 +41,12 @@ class ModelRequest:
     signals: Mapping[str, Any] = field(default_factory=dict)
     # The JSON Schema a structured reply must follow (sent where the model supports it).
     json_schema: Mapping[str, Any] | None = None
+
+    @cached_property
+    def tools_json(self) -> str:
+        """The tool schemas as sorted JSON, "" without tools: serialised once per request,
+        however many times it is counted (for routing, its reservation and its usage)."""
+        return json.dumps(self.tools, sort_keys=True, default=str) if self.tools else ""
 
 
 @dataclass(frozen=True)

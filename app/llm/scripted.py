@@ -41,7 +41,7 @@ from app.llm.scripted_manager import (
     progress as progress,  # the bench builds its scripted manager from it
 )
 from app.llm.tokens import completion_tokens as count_completion
-from app.llm.tokens import prompt_tokens as count_prompt
+from app.llm.tokens import request_tokens
 from graphs.ports import ModelRequest, ToolCall
 from graphs.views import parse_result_lines
 
@@ -99,7 +99,7 @@ class ScriptedProvider:
 
     def count_tokens(self, model: ModelEntry, request: ModelRequest) -> int:
         """litellm's count for the model, as ``complete`` reports, so reservations match usage."""
-        return count_prompt(model.litellm_model, request.messages, request.tools)
+        return request_tokens(model.litellm_model, request)
 
     def _weak(self, model: ModelEntry, request: ModelRequest) -> bool:
         return (

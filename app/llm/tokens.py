@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from graphs.ports import ToolCall
+from graphs.ports import ModelRequest, ToolCall
 
 
 def _counter() -> Any:
@@ -27,8 +27,17 @@ def prompt_tokens(model: str, messages: Sequence[Mapping[str, Any]],
     JSON: a run's prompts repeat their system message and, in a specialist's loop, every
     earlier turn (and each request is counted for its reservation and again for its usage).
     """
-    with_system = any(m.get("role") == "system" for m in messages)
     schemas = json.dumps(list(tools), sort_keys=True, default=str) if tools else ""
+    return _counted(model, messages, schemas)
+
+
+def request_tokens(model: str, request: ModelRequest) -> int:
+    """:func:`prompt_tokens` of a request, its tool schemas serialised once per request."""
+    return _counted(model, request.messages, request.tools_json)
+
+
+def _counted(model: str, messages: Sequence[Mapping[str, Any]], schemas: str) -> int:
+    with_system = any(m.get("role") == "system" for m in messages)
     total = _extra_tokens(model, schemas, with_system)
     for m in messages:
         total += _message_tokens(model, _key(m))

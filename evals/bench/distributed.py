@@ -7,8 +7,12 @@ Embedded: one ``foreman serve`` executing up to 2 x ``CONCURRENCY`` runs. Distri
 first one, then two (at their default CPU niceness, ``queue.worker_nice``), then two at the
 API's priority (``--nice 0``), to show what the default buys on a host they share. Printed:
 the status read's p95 during the load (the API's loop runs no graph in distributed mode)
-and the throughput of two workers against one. Each phase has its own schema, dropped
-afterwards; bounded by a timeout per phase.
+and the throughput of two workers against one. That load is bound by CPU: on a host whose
+cores also carry the API, PostgreSQL and the load, a second worker has little CPU to add.
+A last pair is bound by the models instead (``SLOW``: slower models, fewer runs a worker
+holds, as a worker calling real models spends its time): there a second worker adds the
+runs it can hold, unless something shared (the queue, a lock, the database) serialises
+them. Each phase has its own schema, dropped afterwards; bounded by a timeout per phase.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import random
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +44,27 @@ WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping sta
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+@dataclass(frozen=True)
+class Shape:
+    """A load: runs at once, model latency, runs a worker holds."""
+
+    runs: int = RUNS
+    latency_ms: int = LATENCY_MS
+    concurrency: int = CONCURRENCY
+
+
+SLOW = Shape(runs=16, latency_ms=500, concurrency=4)
+
+
 def _schema_url(base: str) -> tuple[str, str]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     return schema, f"{base}?options=-csearch_path%3D{schema}"
 
 
-def _env(url: str, api_executes: bool) -> dict[str, str]:
-    return {"FOREMAN_SCRIPTED_LATENCY_MS": str(LATENCY_MS), "FOREMAN_DATABASE_URL": url,
-            "FOREMAN_RUNS__MAX_CONCURRENT": str(2 * CONCURRENCY),
-            "FOREMAN_RUNS__RATE_LIMIT_PER_MINUTE": str(RUNS * 100),
+def _env(url: str, api_executes: bool, shape: Shape) -> dict[str, str]:
+    return {"FOREMAN_SCRIPTED_LATENCY_MS": str(shape.latency_ms), "FOREMAN_DATABASE_URL": url,
+            "FOREMAN_RUNS__MAX_CONCURRENT": str(2 * shape.concurrency),
+            "FOREMAN_RUNS__RATE_LIMIT_PER_MINUTE": str(shape.runs * 100),
             "FOREMAN_QUEUE__API_EXECUTES": "true" if api_executes else "false",
             "FOREMAN_KNOWLEDGE__INGEST_BUNDLED": "false"}
 
@@ -55,7 +72,8 @@ def _env(url: str, api_executes: bool) -> dict[str, str]:
 class WorkerProc:
     """``foreman worker`` in a subprocess."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], nice: int | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], nice: int | None = None,
+                 concurrency: int = CONCURRENCY) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         full = {k: v for k, v in os.environ.items() if not k.startswith("FOREMAN_")}
@@ -63,7 +81,7 @@ class WorkerProc:
                      "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env})
         with open(data_dir / "worker.log", "ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own argv
-                [*foreman_argv(), "worker", "--concurrency", str(CONCURRENCY),
+                [*foreman_argv(), "worker", "--concurrency", str(concurrency),
                  *(["--nice", str(nice)] if nice is not None else [])], cwd=ROOT,
                 env=full, stdout=subprocess.DEVNULL, stderr=log)
 
@@ -88,8 +106,8 @@ class WorkerProc:
                 self.proc.wait(10)
 
 
-async def _load(c: httpx.AsyncClient) -> tuple[float, int, list[float]]:
-    """(wall seconds, runs that succeeded, status-read seconds) of ``RUNS`` runs at once."""
+async def _load(c: httpx.AsyncClient, runs: int) -> tuple[float, int, list[float]]:
+    """(wall seconds, runs that succeeded, status-read seconds) of ``runs`` runs at once."""
     reads: list[float] = []
     sent = time.time()
 
@@ -98,7 +116,7 @@ async def _load(c: httpx.AsyncClient) -> tuple[float, int, list[float]]:
         await asyncio.sleep(random.uniform(0, POLL_S))
         return await _until_done(c, thread_id, run_id, POLL_S, reads)
 
-    tasks = [asyncio.create_task(one()) for _ in range(RUNS)]
+    tasks = [asyncio.create_task(one()) for _ in range(runs)]
     done, pending = await asyncio.wait(tasks, timeout=LOAD_TIMEOUT_S)
     for t in pending:
         t.cancel()
@@ -109,22 +127,24 @@ async def _load(c: httpx.AsyncClient) -> tuple[float, int, list[float]]:
 
 
 async def _phase(workdir: Path, config: Path | None, url: str, workers: list[int],
-                 nice: int | None = None) -> list[tuple[float, int, list[float]]]:
-    """One server (embedded when ``workers`` is empty) and a load per worker count; the
-    workers at niceness ``nice`` (``None``: their default)."""
+                 nice: int | None = None, shape: Shape = Shape()
+                 ) -> list[tuple[float, int, list[float]]]:
+    """One server (embedded when ``workers`` is empty) and a load of ``shape`` per worker
+    count; the workers at niceness ``nice`` (``None``: their default)."""
     out = []
     procs: list[WorkerProc] = []
-    env = _env(url, api_executes=not workers)
+    env = _env(url, api_executes=not workers, shape=shape)
     with Server(workdir / "api", env, config) as server:
         try:
             async with client(server.url, connections=RUNS + 16) as c:
                 for n in workers or [0]:
                     while len(procs) < n:
-                        procs.append(WorkerProc(workdir / f"worker-{len(procs)}", env, nice))
+                        procs.append(WorkerProc(workdir / f"worker-{len(procs)}", env, nice,
+                                                shape.concurrency))
                         procs[-1].ready()
                     warm = await start_run(c, TEAM, WHERE)  # imports, first graph build
                     await _until_done(c, *warm, 0.2)
-                    out.append(await _load(c))
+                    out.append(await _load(c, shape.runs))
         finally:
             for p in procs:
                 p.stop()
@@ -142,12 +162,14 @@ async def distributed_figures(config: Path | None, workdir: Path) -> list[Row]:
         return [Row("12 distributed", f"skipped: no PostgreSQL at {base}", Stat.of([0.0]), "")]
     results: dict[str, list[tuple[float, int, list[float]]]] = {}
     try:
-        for name, workers, nice in (("embedded", [], None), ("distributed", [1, 2], None),
-                                    ("same_priority", [2], 0)):
+        for name, workers, nice, shape in (
+                ("embedded", [], None, Shape()), ("distributed", [1, 2], None, Shape()),
+                ("same_priority", [2], 0, Shape()), ("model_bound", [1, 2], None, SLOW)):
             schema, url = _schema_url(base)
             admin.execute(f"CREATE SCHEMA {schema}")
             try:
-                results[name] = await _phase(workdir / name, config, url, workers, nice)
+                results[name] = await _phase(workdir / name, config, url, workers, nice,
+                                             shape)
             finally:
                 admin.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
@@ -159,6 +181,7 @@ def _rows(results: dict[str, list[tuple[float, int, list[float]]]]) -> list[Row]
     (e_wall, e_ok, e_reads), = results["embedded"]
     (w1, ok1, _), (w2, ok2, d_reads) = results["distributed"]
     (n_wall, n_ok, n_reads), = results["same_priority"]
+    (s1, sok1, _), (s2, sok2, _) = results["model_bound"]
     e95 = percentile(e_reads, 0.95) * 1000
     d95 = percentile(d_reads, 0.95) * 1000
     n95 = percentile(n_reads, 0.95) * 1000
@@ -168,7 +191,11 @@ def _rows(results: dict[str, list[tuple[float, int, list[float]]]]) -> list[Row]
               "one_worker": {"wall_s": round(w1, 2), "ok": ok1},
               "two_workers": {"wall_s": round(w2, 2), "ok": ok2, "reads": len(d_reads)},
               "two_workers_at_the_apis_priority": {"nice": 0, "wall_s": round(n_wall, 2),
-                                                   "ok": n_ok, "reads": len(n_reads)}}
+                                                   "ok": n_ok, "reads": len(n_reads)},
+              "model_bound": {"runs": SLOW.runs, "latency_ms": SLOW.latency_ms,
+                              "concurrency_per_worker": SLOW.concurrency,
+                              "one_worker": {"wall_s": round(s1, 2), "ok": sok1},
+                              "two_workers": {"wall_s": round(s2, 2), "ok": sok2}}}
     return [
         Row("12 distributed", f"{label}: status read p95, 1 API + 2 workers (at their "
             "default niceness, queue.worker_nice)", Stat.of([d95]),
@@ -181,4 +208,9 @@ def _rows(results: dict[str, list[tuple[float, int, list[float]]]]) -> list[Row]
         Row("12 distributed", f"{label}: throughput, 2 workers vs 1",
             Stat.of([w1 / w2 if w2 else 0.0]), "x", Stat.of([w1]), "wall s with 1 worker",
             None, ">= 1.7x", bool(w2) and w1 / w2 >= 1.7 and ok1 == ok2 == RUNS, detail),
+        Row("12 distributed", f"{SLOW.runs} runs at once, {SLOW.latency_ms} ms models, "
+            f"{SLOW.concurrency} runs a worker: throughput, 2 workers vs 1 (bound by the "
+            "models, not the CPU)", Stat.of([s1 / s2 if s2 and sok1 == sok2 == SLOW.runs
+                                             else 0.0]),
+            "x", Stat.of([s1]), "wall s with 1 worker", detail=detail),
     ]

@@ -38,3 +38,18 @@ def test_prompt_tokens_equal_litellms_count_of_the_whole_request(
     whole = load_litellm().token_counter(model=model, messages=messages, tools=tools)
     assert prompt_tokens(model, messages, tools) == max(1, int(whole))
     assert prompt_tokens(model, messages, tools) == max(1, int(whole))  # remembered
+
+
+def test_a_requests_count_serialises_its_tools_once_and_equals_the_plain_count() -> None:
+    from app.llm.tokens import request_tokens
+    from graphs.ports import ModelRequest
+
+    request = ModelRequest(role="specialist.researcher", call_key="k", tools=TOOLS,
+                           messages=[{"role": "system", "content": "s"},
+                                     {"role": "user", "content": "find O-5002"}])
+    assert request_tokens("gpt-4o-mini", request) == prompt_tokens(
+        "gpt-4o-mini", request.messages, TOOLS)
+    assert request.__dict__["tools_json"] == request.tools_json  # kept on the request
+    bare = ModelRequest(role="manager.plan", call_key="p", messages=request.messages)
+    assert bare.tools_json == "" and request_tokens("gpt-4o-mini", bare) == prompt_tokens(
+        "gpt-4o-mini", request.messages)
