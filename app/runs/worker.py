@@ -21,6 +21,7 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.job_context import AbortReason
 
 from app.errors import StorageError
+from app.llm.litellm_provider import litellm_ready
 from app.observability.logs import run_id_var, thread_id_var
 from app.runs.claims import Claim, LeaseLost
 from app.runs.events import RunEvents
@@ -67,6 +68,7 @@ class Worker:
     async def run(self) -> None:
         """Serve jobs until stopped (SIGINT / SIGTERM stop it gracefully)."""
         ensure_schema(self.store.db)
+        await self.warm()
         await self.publisher.start()
         async with self.app.open_async():
             rescuer = asyncio.create_task(self._rescue_stalled(), name="stalled-jobs")
@@ -86,6 +88,14 @@ class Worker:
                 with suppress(asyncio.CancelledError):
                     await rescuer
                 await self.publisher.close()
+
+    async def warm(self) -> None:
+        """What a first run would otherwise pay before its first step, done before the
+        worker takes a job: litellm loaded (every model call counts tokens with it; seconds
+        of CPU, on a thread) and each team's graph compiled."""
+        await litellm_ready()
+        for team in self.services.settings.teams:
+            self.services.runner.graph(team)
 
     async def _rescue_stalled(self) -> None:
         """Put back in the queue the jobs of workers that stopped heartbeating."""

@@ -56,6 +56,16 @@ async def test_worker_executes_a_queued_run_the_api_side_follows(
     assert 0 < distributed.worker.publisher.sent < len(events)
 
 
+async def test_a_ready_worker_has_litellm_loaded_and_every_teams_graph_compiled(
+        distributed: Distributed) -> None:
+    from app.llm import litellm_provider
+
+    assert distributed.worker.ready.is_set()
+    assert litellm_provider._litellm is not None
+    runner = distributed.services.runner
+    assert set(runner._graphs) == set(distributed.services.settings.teams)
+
+
 async def test_queue_job_commits_or_rolls_back_with_the_run_row(
         distributed: Distributed) -> None:
     store = distributed.services.store
