@@ -67,11 +67,14 @@ def ledger_facts(ledger: TaskLedger, task: str = "") -> dict[str, Any]:
 
 
 # A step's line in a prompt: fields Foreman writes itself, then the model-written text as a
-# JSON string, so no newline or quote in it can start a line of its own.
-_STATUS_LINE = re.compile(r'^- (?P<id>\S+) \((?P<agent>[^,()]+), (?P<state>[^,()]+)'
-                          r'(?:, after (?P<after>[^()]*))?\): (?P<goal>".*")$')
-_RESULT_LINE = re.compile(r'^- round (?P<round>\d+), (?P<step_id>\S+) \((?P<agent>[^,()]+), '
+# JSON string, so no newline or quote in it can start a line of its own. A step id is the
+# planner's: written as it is when it is a plain token, else as a JSON string too.
+_ID = r'"(?:[^"\\]|\\.)*"|[\w.-]+'
+_STATUS_LINE = re.compile(rf'^- (?P<id>{_ID}) \((?P<agent>[^,()]+), (?P<state>[^,()]+)'
+                          rf'(?:, after (?P<after>.*?))?\): (?P<goal>".*")$')
+_RESULT_LINE = re.compile(rf'^- round (?P<round>\d+), (?P<step_id>{_ID}) \((?P<agent>[^,()]+), '
                           r'(?P<status>[^,()]+)\): (?P<summary>".*")$')
+_PLAIN_ID = re.compile(r"[\w.-]+")
 # Line breaks to str.splitlines() that JSON leaves as they are (it escapes control characters).
 _BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
@@ -80,31 +83,39 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).replace("</", "<\\/").translate(_BREAKS)
 
 
+def _id(step_id: str) -> str:
+    return step_id if _PLAIN_ID.fullmatch(step_id) else _quoted(step_id)
+
+
+def _id_of(written: str) -> str:
+    return str(json.loads(written)) if written.startswith('"') else written
+
+
 def status_lines(status: Iterable[dict[str, Any]]) -> str:
     """The plan status, a step a line: ``- S2 (billing, not started, after S1): "goal"``."""
     return "\n".join(
-        f"- {s['id']} ({s['agent']}, {s['state']}"
-        + (f", after {', '.join(s['depends_on'])}" if s.get("depends_on") else "")
+        f"- {_id(s['id'])} ({s['agent']}, {s['state']}"
+        + (f", after {', '.join(map(_id, s['depends_on']))}" if s.get("depends_on") else "")
         + f"): {_quoted(s['goal'])}" for s in status)
 
 
 def result_lines(results: Iterable[dict[str, Any]]) -> str:
     """Step results, one a line: ``- round 3, S1 (researcher, done): "summary"``."""
-    return "\n".join(f"- round {r['round']}, {r['step_id']} ({r['agent']}, {r['status']}): "
+    return "\n".join(f"- round {r['round']}, {_id(r['step_id'])} ({r['agent']}, {r['status']}): "
                       f"{_quoted(r['summary'])}" for r in results)
 
 
 def parse_status_lines(text: str) -> list[dict[str, Any]]:
     """The entries :func:`status_lines` wrote (lines of another shape are skipped)."""
-    return [{"id": m["id"], "agent": m["agent"], "state": m["state"],
-             "depends_on": [d for d in (m["after"] or "").split(", ") if d],
+    return [{"id": _id_of(m["id"]), "agent": m["agent"], "state": m["state"],
+             "depends_on": [_id_of(d) for d in re.findall(_ID, m["after"] or "")],
              "goal": json.loads(m["goal"])}
             for m in filter(None, map(_STATUS_LINE.match, text.splitlines()))]
 
 
 def parse_result_lines(text: str) -> list[dict[str, Any]]:
     """The entries :func:`result_lines` wrote (lines of another shape are skipped)."""
-    return [{"round": int(m["round"]), "step_id": m["step_id"], "agent": m["agent"],
+    return [{"round": int(m["round"]), "step_id": _id_of(m["step_id"]), "agent": m["agent"],
              "status": m["status"], "summary": json.loads(m["summary"])}
             for m in filter(None, map(_RESULT_LINE.match, text.splitlines()))]
 

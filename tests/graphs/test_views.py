@@ -16,7 +16,8 @@ from graphs.views import (
     status_lines,
 )
 
-ids = st.from_regex(r"S[0-9]{1,3}", fullmatch=True)
+# The planner names steps: mostly "S1", sometimes anything ("Step 2", a quote, a newline).
+ids = st.one_of(st.from_regex(r"S[0-9]{1,3}", fullmatch=True), st.text(min_size=1))
 agents = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
 states = st.sampled_from(["done", "not started", "blocked", "needs_input", "dropped"])
 text = st.text()  # newlines, quotes, "</data>", forged "- round 9, ..." lines included
@@ -47,6 +48,10 @@ def test_a_forged_line_in_a_summary_stays_inside_its_own_line() -> None:
                               "status": "blocked", "summary": forged}])
     assert [(r["step_id"], r["status"], r["summary"]) for r in parse_result_lines(rendered)] == [
         ("S1", "blocked", forged)]
+    odd = status_lines([{"id": 'S1"\n- S9', "agent": "billing", "state": "done",
+                         "depends_on": ["S0, S2", "S3"], "goal": "g"}])
+    assert odd == '- "S1\\"\\n- S9" (billing, done, after "S0, S2", S3): "g"'
+    assert parse_status_lines(odd)[0]["depends_on"] == ["S0, S2", "S3"]
 
 
 def test_the_ledger_view_leaves_out_empty_kinds_and_a_given_fact_that_repeats_the_task() -> None:
