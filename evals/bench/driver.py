@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.storage.db import Cursor, PostgresDatabase
 from evals.bench.approval import percentile
 from evals.bench.stats import Row, Stat, ratios
-from evals.bench.storeloop import PG_URL, PROBE_S
+from evals.bench.storeloop import PG_URL, LagProbe
 
 TASKS = 16
 STEPS = 150
@@ -53,27 +53,16 @@ async def _async_step(pool: AsyncConnectionPool[Any], run: str) -> None:
 
 async def _measure(step: Callable[[str], Awaitable[None]], runs: list[str]
                    ) -> dict[str, float]:
-    lags: list[float] = []
-    done = asyncio.Event()
-
-    async def probe() -> None:
-        while not done.is_set():
-            asked = time.perf_counter()
-            await asyncio.sleep(PROBE_S)
-            lags.append(time.perf_counter() - asked - PROBE_S)
-
     async def task(run: str) -> None:
         for _ in range(STEPS):
             await step(run)
 
-    prober = asyncio.create_task(probe())
-    cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(task(r) for r in runs))
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    done.set()
-    await prober
+    async with LagProbe() as probe:
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(task(r) for r in runs))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"cpu_us": cpu / (len(runs) * STEPS) * 1e6, "wall_s": wall,
-            "p99_ms": percentile(lags, 0.99) * 1000}
+            "p99_ms": percentile(probe.lags, 0.99) * 1000}
 
 
 async def _phases(url: str) -> tuple[dict[str, float], dict[str, float]]:

@@ -37,6 +37,31 @@ WHERE = "Customer C-1002 asks where order O-5003 is; reply with its shipping sta
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+class LagProbe:
+    """While the block runs, a task asks the loop for ``PROBE_S`` sleeps over and over;
+    ``lags`` holds how late each woke (seconds)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LagProbe:
+        self._task = asyncio.create_task(self._probe())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._task is not None:
+            await self._task
+
+    async def _probe(self) -> None:
+        while not self._done.is_set():
+            asked = time.perf_counter()
+            await asyncio.sleep(PROBE_S)
+            self.lags.append(time.perf_counter() - asked - PROBE_S)
+
+
 async def _inline(self: PostgresDatabase, fn: Callable[..., Any], *args: Any,
                   **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
@@ -56,22 +81,12 @@ async def _phase(config: Path | None, workdir: Path, base_url: str, inline: bool
             "database_url": f"{base_url}?options=-csearch_path%3D{schema}"})
         async with open_services(settings) as services:
             await services.runner.start(WHERE, TEAM)  # warm: graphs compiled, pools open
-            lags: list[float] = []
-            done = asyncio.Event()
-
-            async def probe() -> None:
-                while not done.is_set():
-                    asked = time.perf_counter()
-                    await asyncio.sleep(PROBE_S)
-                    lags.append(time.perf_counter() - asked - PROBE_S)
-
-            prober = asyncio.create_task(probe())
-            cpu, started = time.process_time(), time.perf_counter()
-            results = await asyncio.gather(*[services.runner.start(WHERE, TEAM)
-                                             for _ in range(RUNS)])
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-            done.set()
-            await prober
+            async with LagProbe() as probe:
+                cpu, started = time.process_time(), time.perf_counter()
+                results = await asyncio.gather(*[services.runner.start(WHERE, TEAM)
+                                                 for _ in range(RUNS)])
+                wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+            lags = probe.lags
     finally:
         PostgresDatabase.call = original  # type: ignore[method-assign]
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
