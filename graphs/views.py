@@ -80,7 +80,7 @@ _BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 def _quoted(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False).replace("</", "<\\/").translate(_BREAKS)
+    return prompt_json(text).translate(_BREAKS)
 
 
 def _id(step_id: str) -> str:

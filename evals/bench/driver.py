@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from app.storage.db import Cursor, PostgresDatabase
+from app.storage.db import PostgresDatabase
 from evals.bench.approval import percentile
 from evals.bench.stats import Row, Stat, ratios
 from evals.bench.storeloop import PG_URL, LagProbe
@@ -38,10 +38,11 @@ LATEST = "SELECT seq, data FROM bench_events WHERE run_id = ? ORDER BY seq DESC 
 DATA = '{"type": "model_call", "prompt_tokens": 812, "completion_tokens": 64}'
 
 
-def _thread_step(c: Cursor, run: str) -> None:
-    seq = c.run(MOVE, (run,))[0]["last_seq"]
-    c.run(ADD, (run, seq, DATA))
-    c.run(LATEST, (run,))
+def _thread_step(db: PostgresDatabase, run: str) -> None:
+    with db.tx() as c:
+        seq = c.run(MOVE, (run,))[0]["last_seq"]
+        c.run(ADD, (run, seq, DATA))
+        c.run(LATEST, (run,))
 
 
 async def _async_step(pool: AsyncConnectionPool[Any], run: str) -> None:
@@ -80,11 +81,7 @@ async def _phases(url: str) -> tuple[dict[str, float], dict[str, float]]:
                 c.run("INSERT INTO bench_runs (id, last_seq) VALUES (?, 0)", (r,))
 
         async def threaded(run: str) -> None:
-            await db.call(_tx, run)
-
-        def _tx(run: str) -> None:
-            with db.tx() as c:
-                _thread_step(c, run)
+            await db.call(_thread_step, db, run)
 
         await _measure(threaded, runs[:2])  # warm both: threads started, statements prepared
         await _measure(lambda r: _async_step(pool, r), runs[:2])
