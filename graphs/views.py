@@ -168,9 +168,13 @@ def nothing_done_answer(task: str, stop_reason: str, results: list[StepResult],
                         notes: list[str]) -> str:
     """The final answer of a run in which no step completed, written without a model: it
     states no fact about the world, only what the record shows."""
+    ran = [f"{t['name']} ({r['agent']}, {r['step_id']})" for r in results for t in r["tools"]
+           if t["ok"] and not t.get("refused")]
+    changed = (f"Tool calls ran all the same, and any write among them may have changed "
+               f"records: {', '.join(ran)}. No" if ran else "Nothing was changed, and no")
     lines = [f"Nothing was done: no step of the plan was completed (stop reason "
-             f"{stop_reason}: {ENDINGS.get(stop_reason, stop_reason)}). Nothing was changed, "
-             "and no fact about the request was established."]
+             f"{stop_reason}: {ENDINGS.get(stop_reason, stop_reason)}). {changed} fact "
+             "about the request was established."]
     if results:
         lines.append("What the agents reported:")
         lines.extend(f"- {r['agent']} ({r['step_id']}, {status_of(r)}): {r['summary'][:300]}"

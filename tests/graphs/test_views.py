@@ -63,3 +63,25 @@ def test_the_ledger_view_leaves_out_empty_kinds_and_a_given_fact_that_repeats_th
     assert ledger_facts(ledger)["facts"]["given"] == ledger["facts"]["given"]
     assert ledger_facts(ledger, "the customer is gold refund")["facts"]["given"] == ledger[
         "facts"]["given"]  # a fact is left out only when it is the task word for word
+
+
+def test_a_nothing_done_answer_names_tool_calls_that_ran_instead_of_claiming_no_change() -> None:
+    from graphs.views import nothing_done_answer
+
+    def result(step: str, agent: str, tools: list[dict[str, Any]]) -> Any:
+        return {"round": 1, "step_id": step, "agent": agent, "instruction": "x", "ok": False,
+                "status": "needs_input", "summary": "NEEDS INPUT: waiting", "tools": tools,
+                "fingerprint": step}
+
+    note = {"name": "update_ticket", "args_sha256": "a", "ok": True, "result_sha256": "b"}
+    refused = {"name": "issue_refund", "args_sha256": "c", "ok": False, "result_sha256": "d",
+               "refused": "denied"}
+    wrote = nothing_done_answer("reply to C-1001", "time_limit",
+                                [result("S6", "ticketing", [note, refused])], [])
+    assert wrote.startswith("Nothing was done: no step of the plan was completed")
+    assert "Nothing was changed" not in wrote
+    assert "update_ticket (ticketing, S6)" in wrote and "issue_refund" not in wrote.split(
+        "What the agents reported")[0]
+    quiet = nothing_done_answer("reply to C-1001", "time_limit",
+                                [result("S1", "researcher", [refused])], [])
+    assert "Nothing was changed, and no fact about the request was established." in quiet
