@@ -43,10 +43,16 @@ def build_delegate(team: TeamSpec) -> Delegate:
             "agent": payload["agent"], "step_id": payload["step_id"],
             "instruction": payload["instruction"], "round": payload["round"],
             "about": payload.get("about", [])})
+        # Unless asked to keep them, the step's own supersteps are saved only when it pauses
+        # (an approval) or fails: a step that runs through leaves its result in the
+        # manager's checkpoint and nothing of its own. A step cut short by a crash runs
+        # again from its start (or its pause) with its model calls replayed from the journal
+        # and its tool calls reconciled from the ledger, so nothing is paid or done twice.
         out = await specialist.ainvoke(
             {**payload, "messages": [], "steps": 0, "queue": [], "cleared": None,
              "tools_used": []},
-            {**get_config(), "recursion_limit": limits.specialist_max_steps * 12 + 10})
+            {**get_config(), "recursion_limit": limits.specialist_max_steps * 12 + 10},
+            durability=None if runtime.context.keep_step_history else "exit")
         result = StepResult(
             round=payload["round"], step_id=payload["step_id"], agent=payload["agent"],
             instruction=payload["instruction"], summary=out["summary"], ok=out["ok"],

@@ -211,3 +211,6 @@ class RunContext:
     tenant: str = "default"
     memory: Memory | None = None
     shadow: bool = False  # write tools record what they would do instead of doing it
+    # Save every superstep of a specialist's step (for inspecting it later), not only the
+    # ones where it pauses or fails (graphs/delegate.py).
+    keep_step_history: bool = False

@@ -212,7 +212,9 @@ class Settings(BaseSettings):
     offline: bool = False
     scripted_latency_ms: float = Field(default=0.0, ge=0)
     scripted_weak_roles: list[str] = Field(default_factory=list)
-    # A finished run's specialist-loop checkpoints are dropped; the root history is kept.
+    # A specialist's step saves its supersteps only where it pauses or fails, and a finished
+    # run's specialist-loop checkpoints are dropped; the root history is kept. False keeps
+    # every step's supersteps, for inspection, at the cost of their writes.
     prune_checkpoints: bool = True
     default_team: str = "support"
     models: list[ModelEntry] = Field(default_factory=list)

@@ -22,9 +22,10 @@ import os
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from app.knowledge.embed import Embedder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COLLECTION = "run-memory"
 PENDING = "run-memory-pending"  # notes not embedded yet, found by tenant and thread
@@ -77,25 +79,45 @@ class ChromaMemory(Memory):
     """``Memory`` for one tenant, stored in the ``run-memory`` collection."""
 
     def __init__(self, client: ClientAPI, embedder: Embedder, tenant: str = "default",
-                 recall_k: int = 5) -> None:
+                 recall_k: int = 5, handles: dict[str, Collection] | None = None) -> None:
         self.client = client
         self.embedder = embedder
         self.tenant = tenant
         self.recall_k = recall_k
+        # Collection handles by name, shared by every tenant's view: opening one is a
+        # round of catalogue queries (about 1 ms), paid once per process, not per call.
+        self._handles: dict[str, Collection] = {} if handles is None else handles
         self._queued: list[tuple[str, MemoryNote]] = []
         self._unwritten: Counter[str] = Counter()  # thread id: notes queued or being written
         self._writer: asyncio.Task[None] | None = None
         self._batch_done = asyncio.Event()  # pulsed after every batch the writer stores
         self._hurry = asyncio.Event()  # a flush waits: write what is queued now
 
+    def _handle(self, name: str, metadata: dict[str, Any] | None = None) -> Collection:
+        col = self._handles.get(name)
+        if col is None:
+            col = self._handles[name] = self.client.get_or_create_collection(
+                name, embedding_function=None, metadata=metadata)
+        return col
+
     def _collection(self) -> Collection:
-        return self.client.get_or_create_collection(
-            COLLECTION, embedding_function=None,
-            metadata={"hnsw:space": "cosine", "embedder": self.embedder.name})
+        return self._handle(COLLECTION, {"hnsw:space": "cosine",
+                                         "embedder": self.embedder.name})
+
+    def _reopening(self, work: Callable[[], T]) -> T:
+        """``work``, once more with fresh handles if a collection was dropped under them
+        (by an operator, or on a shared Chroma server by another process)."""
+        from chromadb.errors import NotFoundError  # chromadb loads behind the bind
+
+        try:
+            return work()
+        except NotFoundError:
+            self._handles.clear()
+            return work()
 
     def for_tenant(self, tenant: str) -> ChromaMemory:
         """The same store, seen as another tenant."""
-        return ChromaMemory(self.client, self.embedder, tenant, self.recall_k)
+        return ChromaMemory(self.client, self.embedder, tenant, self.recall_k, self._handles)
 
     def store(self, thread_id: str, note: MemoryNote) -> MemoryNote:
         """Write ``note`` (idempotent by key); returns it as stored, with its final label."""
@@ -103,11 +125,14 @@ class ChromaMemory(Memory):
 
     def _pending(self) -> Collection:
         # Every vector is [1.0]: this collection is read by metadata, never searched.
-        return self.client.get_or_create_collection(PENDING, embedding_function=None)
+        return self._handle(PENDING)
 
     def store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
         """Write notes in one upsert, unembedded (module doc); a later note of the same key
         wins."""
+        return self._reopening(lambda: self._store_many(items))
+
+    def _store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
         stored = [(thread_id, self._labelled(note)) for thread_id, note in items]
         latest = {_id(self.tenant, t, n.key): (t, n) for t, n in stored}
         if not latest:
@@ -152,6 +177,9 @@ class ChromaMemory(Memory):
         k = self.recall_k if k is None else k
         if k <= 0:
             return []
+        return self._reopening(lambda: self._lookup(thread_id, query, k))
+
+    def _lookup(self, thread_id: str, query: str, k: int) -> list[MemoryNote]:
         where: Any = {"$and": [{"tenant": self.tenant}, {"thread_id": thread_id}]}
         self._embed_pending(where)
         col = self._collection()

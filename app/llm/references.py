@@ -19,6 +19,7 @@ stays a number); a reference that cannot be resolved raises ``Unresolved``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -140,8 +141,10 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+@functools.lru_cache(maxsize=1024)
 def template_pattern(template: str) -> re.Pattern[str]:
-    """A pattern matching ``template`` filled in: each ``{step:...}`` becomes a capture."""
+    """A pattern matching ``template`` filled in: each ``{step:...}`` becomes a capture
+    (built once per template: every scripted reply matches against all of them)."""
     parts: list[str] = []
     pos = 0
     text = _norm(template)
@@ -158,8 +161,13 @@ def told_by(template: str, instruction: str) -> dict[str, str] | None:
     m = template_pattern(template).fullmatch(_norm(instruction))
     if m is None:
         return None
-    names = [r.group("path") for r in REFERENCE.finditer(_norm(template))]
+    names = _reference_paths(template)
     return {names[int(k[1:])]: v for k, v in m.groupdict().items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _reference_paths(template: str) -> tuple[str, ...]:
+    return tuple(r.group("path") for r in REFERENCE.finditer(_norm(template)))
 
 
 def figures_in(summary: str) -> dict[str, Any]:

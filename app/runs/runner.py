@@ -263,8 +263,9 @@ class Runner:
                                  run_id=run_id, principal=(run.created_by or "") if run else "",
                                  secrets=self.secrets),
             gate=TenantThreadGate(self.gate), events=events, clock=SystemClock(),
-            memory=memory, tenant=tenant,
-            shadow=shadow), run_id, thread_id, team, events)
+            memory=memory, tenant=tenant, shadow=shadow,
+            keep_step_history=not self.settings.prune_checkpoints), run_id, thread_id, team,
+            events)
         await events.flush()
         await call(store.update_run, run_id, status="running")
         try:

@@ -1,8 +1,10 @@
 """The raw-LangGraph baseline: Foreman's superstep shape with nothing in the nodes.
 
-plan → (progress → delegate via ``Send``, which invokes a one-node subgraph)* → verify →
-final, on the same checkpointer and durability as Foreman, so the difference is what
-Foreman's nodes do: prompts, routing, the journal, events, memory.
+plan → (progress → delegate via ``Send``, which invokes a subgraph)* → verify → final, on the
+same checkpointer and durability as Foreman, so the difference is what Foreman's nodes do:
+prompts, routing, the journal, events, memory. The subgraph is one node, or with
+``tool_step`` the three supersteps of a specialist step that makes one tool call (think →
+tool → think, the shape of LangGraph's prebuilt ReAct agent for such a step).
 """
 
 from __future__ import annotations
@@ -32,17 +34,33 @@ class StepState(TypedDict, total=False):
 
     round: int
     summary: str
+    seen: str
+
+
+def _think(state: StepState) -> Command[str]:
+    if "seen" not in state:
+        return Command(goto="tool", update={"summary": ""})
+    return Command(goto=END, update={"summary": f"DONE: area {state['round']} ({state['seen']})"})
+
+
+def _step_graph(tool_step: bool) -> CompiledStateGraph[Any, Any, Any, Any]:
+    step: StateGraph[StepState, Any, Any, Any] = StateGraph(StepState)
+    if tool_step:
+        step.add_node("think", _think, destinations=("tool", END))
+        step.add_node("tool", lambda s: {"seen": f"record {s['round']}"})
+        step.add_edge("tool", "think")
+    else:
+        step.add_node("think", lambda s: {"summary": f"DONE: area {s['round']}"})
+        step.add_edge("think", END)
+    step.add_edge(START, "think")
+    return step.compile()
 
 
 def build_baseline(
-    saver: BaseCheckpointSaver[Any] | None,
+    saver: BaseCheckpointSaver[Any] | None, *, tool_step: bool = False,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled baseline loop; run it with ``{"task": ..., "rounds": n}``."""
-    step: StateGraph[StepState, Any, Any, Any] = StateGraph(StepState)
-    step.add_node("think", lambda s: {"summary": f"DONE: area {s['round']}"})
-    step.add_edge(START, "think")
-    step.add_edge("think", END)
-    specialist = step.compile()
+    specialist = _step_graph(tool_step)
 
     def plan(state: LoopState) -> dict[str, Any]:
         return {"round": 0}

@@ -4,6 +4,7 @@ whole and exactly once after a resume in a new process, linear in size, compress
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,54 @@ async def test_a_thread_checkpointed_uncompressed_resumes_on_the_compressing_sav
     assert done.status == "success" and done.stop_reason == "satisfied"
     assert sandbox_rows("SELECT amount_usd FROM refunds") == [{"amount_usd": 189.0}]
     assert [r["step_id"] for r in values["results"]] == ["S1", "S2", "S3", "S4"]
+
+
+async def _namespaces(saver: Any, thread_id: str) -> Counter[str]:
+    """Checkpoints per namespace ("" the root, ``delegate:<task>`` one specialist step)."""
+    async with saver.lock, saver.conn.execute(
+            "SELECT checkpoint_ns FROM checkpoints WHERE thread_id = ?", (thread_id,)) as cur:
+        return Counter(str(ns) for (ns,) in await cur.fetchall())
+
+
+async def test_a_step_saves_its_own_supersteps_only_where_it_pauses(
+        settings: Settings, sandbox_rows: Any) -> None:
+    """By default a specialist's step writes no checkpoint of its own unless it pauses: the
+    researcher's step that ran through left none, the billing step left its pause, and a new
+    process resumes it from there (its first model call is not asked again)."""
+    async with open_services(settings, gate=RefundNeedsApproval()) as first:
+        paused = await first.runner.start(TASK, "support")
+        spaces = await _namespaces(first.runner.saver, paused.thread_id)
+        before = first.store.events(paused.run_id)
+        asked = [e["data"]["call_key"] for e in before if e["type"] == "model_call"]
+    assert paused.status == "interrupted"
+    steps = [ns for ns in spaces if ns.startswith("delegate:")]
+    assert len(steps) == 1 and spaces[""] > 1  # the billing step's pause, the root's history
+    async with open_services(settings.model_copy(update={
+            "prune_checkpoints": False, "data_dir": settings.data_dir.parent / "kept"}),
+            gate=RefundNeedsApproval()) as kept:
+        also = await kept.runner.start(TASK, "support")
+        every = await _namespaces(kept.runner.saver, also.thread_id)
+    # Keeping the history saves both steps' supersteps, the researcher's included.
+    assert len([ns for ns in every if ns.startswith("delegate:")]) == 2
+    assert sum(every.values()) > sum(spaces.values())
+
+    async with open_services(settings, gate=RefundNeedsApproval()) as second:
+        (pending,) = paused.interrupts
+        done = await second.runner.resume(paused.thread_id, {pending.id: [{"type": "accept"}]})
+        after = second.store.events(done.run_id, after=before[-1]["seq"])
+        again = [e["data"]["call_key"] for e in after if e["type"] == "model_call"]
+        final = (await second.runner.graph("support").aget_state(
+            second.runner.config(paused.thread_id, "support"))).values
+
+    assert done.status == "success" and done.stop_reason == "satisfied"
+    assert again and not set(asked) & set(again)  # nothing asked before the pause again
+    box = sandbox.connect(settings.data_dir / "sandbox.db")
+    try:
+        assert [tuple(r) for r in box.execute("SELECT amount_usd FROM refunds")] == [(189.0,)]
+    finally:
+        box.close()
+    refund = next(r for r in final["results"] if r["agent"] == "billing")
+    called = [e["data"]["tool"] for e in before + after if e["type"] == "tool_called"
+              and e["data"]["agent"] == "billing"]
+    assert [t["name"] for t in refund["tools"]] == called == ["issue_refund"]
+    assert refund["ok"] and "189" in refund["summary"]

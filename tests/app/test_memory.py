@@ -220,3 +220,18 @@ async def test_a_runs_notes_are_written_before_it_ends(services: Services) -> No
     elsewhere = services.memory.for_tenant("default")  # an instance with its own, empty queue
     notes = elsewhere.lookup(run.thread_id, "duplicate charge refund", k=10)
     assert {n.agent for n in notes} >= {"billing"}
+
+
+def test_memory_reopens_a_collection_dropped_under_it(tmp_path: Path) -> None:
+    client = open_chroma(KnowledgeConfig(), tmp_path)
+    memory = ChromaMemory(client, HashingEmbedder(), "acme")
+    memory.store("t-1", _note("a", "Order O-5002 was delivered on 8 January"))
+    assert [n.key for n in memory.lookup("t-1", "O-5002 delivered")] == ["a"]
+
+    # Another process (or an operator) drops both collections; this memory's handles are
+    # stale now, and the next write and read open the collections again.
+    client.delete_collection("run-memory")
+    client.delete_collection("run-memory-pending")
+    other = memory.for_tenant("acme")
+    other.store("t-1", _note("b", "Refund R-1 of 189 USD was issued for O-5002"))
+    assert [n.key for n in memory.lookup("t-1", "refund O-5002")] == ["b"]
