@@ -104,7 +104,7 @@ async def open_services(settings: Settings, *, scripted: Provider | None = None,
     router = Router(settings, providers, offline, store)
     telemetry.configure(settings)
     kb = KnowledgeRuntime(settings.knowledge, data_dir,
-                          embedder or make_embedder(settings.knowledge))
+                          embedder or make_embedder(settings.knowledge), store)
     try:
         async with open_saver(settings.database_url, data_dir, pool.pool_min_size,
                               pool.pool_max_size, pool.sqlite_synchronous) as saver:

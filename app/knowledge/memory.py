@@ -5,11 +5,13 @@ and a trust level; recall is filtered by tenant and thread, and the graph shows 
 returns to models inside a data block, never as instructions. A note whose source is not
 an agent (a document, a tool's raw text) can only be stored as untrusted.
 
-A note is stored as text first (the ``run-memory-pending`` collection, no vector) and
-embedded when its thread is first recalled: with the bundled model a note's vector costs
-~50 ms of CPU, more than the rest of the round that made it, and a thread that never runs
-again never needs it. The recall that finds pending notes embeds them in one batch, moves
-them into ``run-memory`` and then searches.
+A note is stored as text first, in the app database (``PendingNotes``: the store's
+``memory_pending`` table, ``app.storage.memory_rows``), and embedded when its thread is
+first recalled: with the bundled model a note's vector costs ~50 ms of CPU, more than the
+rest of the round that made it, and a thread that never runs again never needs it. The
+recall that finds pending notes embeds them in one batch, moves them into ``run-memory``
+and then searches. (Notes used to wait in a Chroma collection, whose upsert costs 5-15 ms
+of CPU however few notes it carries; ``adopt_pending`` moves any left there.)
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -41,11 +43,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COLLECTION = "run-memory"
-PENDING = "run-memory-pending"  # notes not embedded yet, found by tenant and thread
+LEGACY_PENDING = "run-memory-pending"  # where notes waited for their vectors before the table
 # Under load the runs come first: the writer thread runs at this nice value.
 WRITER_NICE = 10
-# The writer gathers notes this long before it writes (unless a flush is waiting): a Chroma
-# upsert costs ~7 ms of CPU, so one per batch rather than one per note.
+# The writer gathers notes this long before it writes (unless a flush is waiting): one
+# transaction per batch rather than one per note.
 GATHER_S = 0.25
 _TRUSTED_SOURCES = ("agent:", "system:")
 
@@ -75,13 +77,26 @@ def _id(tenant: str, thread_id: str, key: str) -> str:
     return hashlib.sha256(f"{tenant}\x00{thread_id}\x00{key}".encode()).hexdigest()[:32]
 
 
+class PendingNotes(Protocol):
+    """Where notes wait for their vectors (the store: ``app.storage.memory_rows``). A row:
+    ``id``, ``tenant``, ``thread_id``, ``write_id`` (the version), ``text``, ``meta``."""
+
+    def put_pending(self, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def pending_of(self, tenant: str, thread_id: str) -> list[dict[str, Any]]: ...
+
+    def drop_pending(self, moved: Sequence[tuple[str, str]]) -> None: ...
+
+
 class ChromaMemory(Memory):
     """``Memory`` for one tenant, stored in the ``run-memory`` collection."""
 
-    def __init__(self, client: ClientAPI, embedder: Embedder, tenant: str = "default",
-                 recall_k: int = 5, handles: dict[str, Collection] | None = None) -> None:
+    def __init__(self, client: ClientAPI, embedder: Embedder, pending: PendingNotes,
+                 tenant: str = "default", recall_k: int = 5,
+                 handles: dict[str, Collection] | None = None) -> None:
         self.client = client
         self.embedder = embedder
+        self.pending = pending
         self.tenant = tenant
         self.recall_k = recall_k
         # Collection handles by name, shared by every tenant's view: opening one is a
@@ -117,52 +132,66 @@ class ChromaMemory(Memory):
 
     def for_tenant(self, tenant: str) -> ChromaMemory:
         """The same store, seen as another tenant."""
-        return ChromaMemory(self.client, self.embedder, tenant, self.recall_k, self._handles)
+        return ChromaMemory(self.client, self.embedder, self.pending, tenant, self.recall_k,
+                            self._handles)
 
     def store(self, thread_id: str, note: MemoryNote) -> MemoryNote:
         """Write ``note`` (idempotent by key); returns it as stored, with its final label."""
         return self.store_many([(thread_id, note)])[0]
 
-    def _pending(self) -> Collection:
-        # Every vector is [1.0]: this collection is read by metadata, never searched.
-        return self._handle(PENDING)
-
     def store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
-        """Write notes in one upsert, unembedded (module doc); a later note of the same key
-        wins."""
-        return self._reopening(lambda: self._store_many(items))
-
-    def _store_many(self, items: list[tuple[str, MemoryNote]]) -> list[MemoryNote]:
+        """Write notes in one transaction, unembedded (module doc); a later note of the
+        same key wins."""
         stored = [(thread_id, self._labelled(note)) for thread_id, note in items]
         latest = {_id(self.tenant, t, n.key): (t, n) for t, n in stored}
         if not latest:
             return []
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        metas: list[Any] = [{
-            "tenant": self.tenant, "thread_id": t, "key": n.key, "source": n.source,
-            "trust": n.trust.value, "agent": n.agent, "tools": ",".join(n.tools),
-            "created_at": created, "write": uuid.uuid4().hex} for t, n in latest.values()]
-        self._pending().upsert(
-            ids=list(latest), documents=[n.text for _, n in latest.values()],
-            embeddings=np.ones((len(latest), 1), np.float32), metadatas=metas)
+        self.pending.put_pending([{
+            "id": note_id, "tenant": self.tenant, "thread_id": t, "write_id": uuid.uuid4().hex,
+            "text": n.text, "meta": {
+                "tenant": self.tenant, "thread_id": t, "key": n.key, "source": n.source,
+                "trust": n.trust.value, "agent": n.agent, "tools": ",".join(n.tools),
+                "created_at": created}} for note_id, (t, n) in latest.items()])
         return [n for _, n in stored]
 
-    def _embed_pending(self, where: Any) -> None:
-        """Embed the pending notes ``where`` selects, move them into the searched
-        collection, and drop from the pending one the versions moved (a newer write of the
-        same key, landed meanwhile, stays pending)."""
-        pending = self._pending()
-        got = pending.get(where=where, include=["documents", "metadatas"])
-        if not got["ids"]:
+    def _embed_pending(self, thread_id: str) -> None:
+        """Embed the thread's pending notes, move them into the searched collection, and
+        drop the versions moved (a newer write of the same key, landed meanwhile, stays
+        pending)."""
+        rows = self.pending.pending_of(self.tenant, thread_id)
+        if not rows:
             return
-        texts = [str(t) for t in got["documents"] or []]
-        metas = [dict(m) for m in got["metadatas"] or []]
-        writes = [str(m.pop("write", "")) for m in metas]
+        texts = [str(r["text"]) for r in rows]
         self._collection().upsert(
-            ids=got["ids"], documents=texts, metadatas=cast(Any, metas),
+            ids=[r["id"] for r in rows], documents=texts,
+            metadatas=cast(Any, [r["meta"] for r in rows]),
             embeddings=np.asarray(self.embedder.embed_documents(texts), np.float32))
-        moved: Any = {"write": {"$in": writes}}
-        pending.delete(ids=got["ids"], where=moved)
+        self.pending.drop_pending([(r["id"], r["write_id"]) for r in rows])
+
+    def adopt_pending(self) -> int:
+        """Move the notes an older version left pending in Chroma into the table, then drop
+        that collection; how many were moved."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            got = self.client.get_collection(LEGACY_PENDING).get(
+                include=["documents", "metadatas"])
+        except NotFoundError:
+            return 0
+        rows = []
+        for note_id, text, meta in zip(got["ids"], got["documents"] or [],
+                                       got["metadatas"] or [], strict=True):
+            kept = {k: v for k, v in meta.items() if k != "write"}
+            rows.append({"id": note_id, "tenant": str(kept["tenant"]),
+                         "thread_id": str(kept["thread_id"]),
+                         "write_id": str(meta.get("write") or uuid.uuid4().hex),
+                         "text": str(text), "meta": kept})
+        if rows:
+            self.pending.put_pending(rows)
+        with contextlib.suppress(NotFoundError):  # another process moved them first
+            self.client.delete_collection(LEGACY_PENDING)
+        return len(rows)
 
     @staticmethod
     def _labelled(note: MemoryNote) -> MemoryNote:
@@ -181,7 +210,7 @@ class ChromaMemory(Memory):
 
     def _lookup(self, thread_id: str, query: str, k: int) -> list[MemoryNote]:
         where: Any = {"$and": [{"tenant": self.tenant}, {"thread_id": thread_id}]}
-        self._embed_pending(where)
+        self._embed_pending(thread_id)
         col = self._collection()
         if not col.get(where=where, limit=1, include=[])["ids"]:
             return []  # a thread with nothing stored yet: no query to embed

@@ -21,7 +21,7 @@ from tools.knowledge import KnowledgeSearch, Passage
 if TYPE_CHECKING:
     from app.config.settings import KnowledgeConfig
     from app.knowledge.embed import Embedder
-    from app.knowledge.memory import ChromaMemory
+    from app.knowledge.memory import ChromaMemory, PendingNotes
     from app.knowledge.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,17 @@ log = logging.getLogger(__name__)
 class KnowledgeRuntime:
     """Opens Chroma (and ingests the bundled knowledge on first start) in the background."""
 
-    def __init__(self, config: KnowledgeConfig, data_dir: Path, embedder: Embedder) -> None:
+    def __init__(self, config: KnowledgeConfig, data_dir: Path, embedder: Embedder,
+                 pending: PendingNotes) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="knowledge")
         self._opened: Future[tuple[KnowledgeStore, ChromaMemory]] = self._pool.submit(
-            self._open, config, data_dir, embedder)
+            self._open, config, data_dir, embedder, pending)
         self._memories: dict[str, ChromaMemory] = {}
         self._lock = threading.Lock()
 
     @staticmethod
-    def _open(config: KnowledgeConfig, data_dir: Path,
-              embedder: Embedder) -> tuple[KnowledgeStore, ChromaMemory]:
+    def _open(config: KnowledgeConfig, data_dir: Path, embedder: Embedder,
+              pending: PendingNotes) -> tuple[KnowledgeStore, ChromaMemory]:
         from app.knowledge.ingest import ensure_bundled
         from app.knowledge.memory import ChromaMemory
         from app.knowledge.store import KnowledgeStore, open_chroma
@@ -49,7 +50,10 @@ class KnowledgeRuntime:
         if config.ingest_bundled:
             ensure_bundled(store, chunk_chars=config.chunk_chars,
                            overlap_chars=config.overlap_chars)
-        return store, ChromaMemory(client, embedder, recall_k=config.memory_recall)
+        memory = ChromaMemory(client, embedder, pending, recall_k=config.memory_recall)
+        if moved := memory.adopt_pending():
+            log.info("memory notes moved to the app database", extra={"notes": moved})
+        return store, memory
 
     @property
     def opened(self) -> bool:

@@ -1,6 +1,7 @@
 """App tables: runs and the tool-call ledger (threads are in ``app.storage.thread_rows``, run
 events in ``app.storage.event_rows``, the model-call journal and cost ledger in
-``app.storage.cost_ledger``).
+``app.storage.cost_ledger``, run-memory notes waiting for their vectors in
+``app.storage.memory_rows``).
 
 The tool-call ledger holds STARTED/DONE per (thread + tool call id) with the stored result.
 Threads, runs and events carry their tenant; runs, approvals and ledger rows name their
@@ -25,6 +26,7 @@ from app.runs.claims import LeaseLost, RunClaims
 from app.storage.cost_ledger import SPEND_SCHEMA, TOTALS, CostLedger, LedgerRow, Totals, totals_of
 from app.storage.db import Cursor, Database, Row
 from app.storage.event_rows import EventRows
+from app.storage.memory_rows import MEMORY_SCHEMA, MemoryRows
 from app.storage.thread_keys import local_id
 from app.storage.thread_rows import (
     THREAD_INDEXES,
@@ -121,7 +123,7 @@ ACTIVE = ("pending", "running")
 # touched again (``Database.schema_once``).
 STORE_DDL = (SCHEMA, ADDED_COLUMNS, INDEXES, BACKFILL, THREAD_SCHEMA, THREAD_MIGRATION,
              THREAD_INDEXES, APPROVAL_SCHEMA, AUDIT_SCHEMA, POSTGRES_TRIGGERS, SQLITE_TRIGGERS,
-             SWITCH_SCHEMA, SPEND_SCHEMA)
+             SWITCH_SCHEMA, SPEND_SCHEMA, MEMORY_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ class RunRow:
     owner: str | None = None
 
 
-class Store(ThreadRows, CostLedger, ApprovalRows, EventRows, RunClaims, SwitchRows):
+class Store(ThreadRows, CostLedger, ApprovalRows, EventRows, RunClaims, SwitchRows,
+            MemoryRows):
     """The app tables on a :class:`~app.storage.db.Database` (SQLite or Postgres)."""
 
     def __init__(self, db: Database) -> None:
@@ -174,6 +177,7 @@ class Store(ThreadRows, CostLedger, ApprovalRows, EventRows, RunClaims, SwitchRo
         self._audit_schema()
         self._switch_schema()
         self._spend_schema()
+        self._memory_schema()
 
     def close(self) -> None:
         """Close the database."""

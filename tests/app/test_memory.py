@@ -8,16 +8,26 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.config.settings import KnowledgeConfig
 from app.knowledge.memory import ChromaMemory
 from app.knowledge.store import open_chroma
 from app.services import Services
+from app.storage.db import SqliteDatabase
+from app.storage.store import Store
 from graphs.ports import MemoryNote, ModelRequest, Trust
 from tests.fakes import HashingEmbedder
 
 
+def _store(tmp_path: Path) -> Store:
+    """The app tables where notes wait for their vectors (one file per test directory)."""
+    return Store(SqliteDatabase(tmp_path / "foreman.db"))
+
+
 def _memory(tmp_path: Path, tenant: str = "acme") -> ChromaMemory:
-    return ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), HashingEmbedder(), tenant)
+    return ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), HashingEmbedder(),
+                        _store(tmp_path), tenant)
 
 
 def _note(key: str, text: str, source: str = "agent:billing",
@@ -161,7 +171,8 @@ class _CountingEmbedder(HashingEmbedder):
 
 async def test_memory_recall_of_a_new_thread_embeds_nothing(tmp_path: Path) -> None:
     embedder = _CountingEmbedder()
-    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder,
+                          _store(tmp_path), "acme")
     await memory.remember("t-old", _note("k", "Refunded 189 USD for order O-5002"))
 
     assert await memory.recall("t-new", "refund O-5002") == []
@@ -172,7 +183,8 @@ async def test_memory_recall_of_a_new_thread_embeds_nothing(tmp_path: Path) -> N
 
 async def test_memory_recall_waits_only_for_its_own_threads_notes(tmp_path: Path) -> None:
     embedder = _CountingEmbedder()
-    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder,
+                          _store(tmp_path), "acme")
     await memory.remember("t-1", _note("k1", "Order O-5002 was refunded"))
     await memory.recall("t-1", "refund")  # written and embedded
     embedder.hold = threading.Event()  # the next embedding blocks until released
@@ -192,7 +204,8 @@ async def test_memory_notes_are_embedded_only_when_their_thread_is_recalled(
     """Remembering costs no embedding; the notes outlive the process that wrote them, and the
     first recall of their thread embeds them once, with later writes of a key still winning."""
     embedder = _CountingEmbedder()
-    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder, "acme")
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), embedder,
+                          _store(tmp_path), "acme")
     for i in range(3):
         await memory.remember("t-1", _note(f"k{i}", f"Order O-500{i} was refunded"))
     await memory.remember("t-2", _note("k", "Order O-5009 shipped"))
@@ -200,7 +213,8 @@ async def test_memory_notes_are_embedded_only_when_their_thread_is_recalled(
     assert embedder.documents == 0
 
     later = _CountingEmbedder()  # another process on the same store
-    again = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), later, "acme")
+    again = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), later, _store(tmp_path),
+                         "acme")
     assert sorted(n.key for n in await again.recall("t-1", "refund")) == ["k0", "k1", "k2"]
     assert later.documents == 3  # t-1's notes only: t-2 was not recalled
     assert [n.key for n in await again.recall("t-1", "refund")][:1]
@@ -224,14 +238,46 @@ async def test_a_runs_notes_are_written_before_it_ends(services: Services) -> No
 
 def test_memory_reopens_a_collection_dropped_under_it(tmp_path: Path) -> None:
     client = open_chroma(KnowledgeConfig(), tmp_path)
-    memory = ChromaMemory(client, HashingEmbedder(), "acme")
+    memory = ChromaMemory(client, HashingEmbedder(), _store(tmp_path), "acme")
     memory.store("t-1", _note("a", "Order O-5002 was delivered on 8 January"))
     assert [n.key for n in memory.lookup("t-1", "O-5002 delivered")] == ["a"]
 
-    # Another process (or an operator) drops both collections; this memory's handles are
-    # stale now, and the next write and read open the collections again.
+    # Another process (or an operator) drops the collection; this memory's handle is stale
+    # now, and the next read opens the collection again.
     client.delete_collection("run-memory")
-    client.delete_collection("run-memory-pending")
     other = memory.for_tenant("acme")
     other.store("t-1", _note("b", "Refund R-1 of 189 USD was issued for O-5002"))
     assert [n.key for n in memory.lookup("t-1", "refund O-5002")] == ["b"]
+
+
+def test_memory_notes_wait_in_the_app_database_until_recalled(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    memory = ChromaMemory(open_chroma(KnowledgeConfig(), tmp_path), HashingEmbedder(), store,
+                          "acme")
+    memory.store("t-1", _note("a", "Order O-5002 was delivered on 8 January"))
+    memory.store("t-1", _note("a", "Order O-5002 was delivered on 9 January"))
+    memory.for_tenant("globex").store("t-1", _note("a", "Globex order G-1 shipped"))
+
+    [row] = store.pending_of("acme", "t-1")  # the key's latest version, this tenant's only
+    assert row["text"] == "Order O-5002 was delivered on 9 January"
+    assert row["meta"]["source"] == "agent:billing" and row["meta"]["tenant"] == "acme"
+    assert [n.text for n in memory.lookup("t-1", "delivered")] == [row["text"]]
+    assert store.pending_of("acme", "t-1") == []  # moved into Chroma by the recall
+    assert [r["text"] for r in store.pending_of("globex", "t-1")] == ["Globex order G-1 shipped"]
+
+
+def test_memory_adopts_notes_an_older_version_left_pending_in_chroma(tmp_path: Path) -> None:
+    client = open_chroma(KnowledgeConfig(), tmp_path)
+    old = client.get_or_create_collection("run-memory-pending", embedding_function=None)
+    meta = {"tenant": "acme", "thread_id": "t-1", "key": "a", "source": "agent:billing",
+            "trust": "agent", "agent": "billing", "tools": "issue_refund@abc123",
+            "created_at": "2026-12-01T10:00:00+00:00", "write": "w1"}
+    old.upsert(ids=["n1"], documents=["Refunded 189 USD for order O-5002"],
+               embeddings=np.ones((1, 1), np.float32), metadatas=[meta])
+    memory = ChromaMemory(client, HashingEmbedder(), _store(tmp_path), "acme")
+
+    assert memory.adopt_pending() == 1
+    assert "run-memory-pending" not in {c.name for c in client.list_collections()}
+    assert memory.adopt_pending() == 0  # nothing left to move
+    [note] = memory.lookup("t-1", "refund O-5002")
+    assert note == _note("a", "Refunded 189 USD for order O-5002")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +162,21 @@ def test_store_reads_a_tenants_run_on_its_thread_with_totals_in_one_go(store: St
     assert store.thread_run("acme", "t-1", "r-globex") is None
     assert store.thread_run("globex", "t-1", "r-acme") is None
     assert store.thread_run("acme", "t-2", "r-acme") is None
+
+
+def test_store_pending_memory_notes_keep_the_latest_version_per_note(store: Store) -> None:
+    def row(note_id: str, write_id: str, text: str, tenant: str = "acme") -> dict[str, Any]:
+        return {"id": note_id, "tenant": tenant, "thread_id": "t-1", "write_id": write_id,
+                "text": text, "meta": {"key": note_id, "source": "agent:billing"}}
+
+    store.put_pending([row("n1", "w1", "first"), row("n2", "w1", "other")])
+    store.put_pending([row("n1", "w2", "second"), row("g1", "w1", "globex", "globex")])
+    pending = {r["id"]: r for r in store.pending_of("acme", "t-1")}
+    assert {k: (r["write_id"], r["text"]) for k, r in pending.items()} == {
+        "n1": ("w2", "second"), "n2": ("w1", "other")}
+    assert pending["n1"]["meta"] == {"key": "n1", "source": "agent:billing"}
+
+    # A move that read version w1 of n1 leaves the newer w2 pending.
+    store.drop_pending([("n1", "w1"), ("n2", "w1")])
+    assert [(r["id"], r["text"]) for r in store.pending_of("acme", "t-1")] == [("n1", "second")]
+    assert [r["text"] for r in store.pending_of("globex", "t-1")] == ["globex"]
