@@ -14,8 +14,9 @@ from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ledger import VerdictOut
 from graphs.manager_common import Manager, out_of_budget, stop, stop_reason
 from graphs.ports import ModelRequest, RunContext
-from graphs.state import ManagerState, settled
+from graphs.state import ManagerState, StepResult, settled
 from graphs.structured import ask_structured
+from graphs.team import TeamSpec
 from graphs.views import (
     ENDINGS,
     done_steps,
@@ -26,6 +27,7 @@ from graphs.views import (
     status_lines,
     step_records,
 )
+from tools.spec import SideEffect
 
 
 class Verify(Protocol):
@@ -82,6 +84,27 @@ def build_verify(m: Manager) -> Verify:
     return verify
 
 
+def changes_made(team: TeamSpec, results: list[StepResult], shadow: bool = False) -> str:
+    """The record's own line on what the run changed, put under a model-written answer:
+    every successful call of a tool that writes, with its agent and step. Prose can claim a
+    change that never happened (a small model once wrote that a refund was issued when the
+    step had only looked the order up); this line cannot."""
+    made: list[str] = []
+    for r in results:
+        agent = team.agent(r["agent"])
+        for t in r["tools"]:
+            spec = agent.tool(t["name"]) if agent else None
+            writes = spec is None or spec.side_effect == SideEffect.WRITE
+            if t["ok"] and writes:
+                made.append(f"{t['name']} ({r['agent']}, {r['step_id']})")
+    if shadow:
+        return ("Shadow run, nothing was changed; the calls that would have: "
+                f"{', '.join(made)}." if made else "Shadow run: nothing was changed.")
+    if not made:
+        return "Changes made by this run (from its tool record): none."
+    return f"Changes made by this run (from its tool record): {', '.join(made)}."
+
+
 def build_final(m: Manager) -> Final:
     """The ``final`` node: the answer, grounded in the record, and the run's last state."""
     limits = m.team.limits
@@ -114,6 +137,8 @@ def build_final(m: Manager) -> Final:
                 answer = ""
         if not answer:
             answer = fallback_answer(state["task"], reason, results)
+        if done:
+            answer = f"{answer}\n\n{changes_made(m.team, results, ctx.shadow)}"
         return {"final_answer": answer, "stop_reason": reason,
                 "notes": [f"{len(done)} of {len(state['ledger']['plan'])} plan steps done"],
                 **settled(state)}

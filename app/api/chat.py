@@ -23,6 +23,7 @@ from app.api.auth import Principal, PrincipalDep, Requester
 from app.api.deps import Api, ApiDep
 from app.api.events import follow_tokens, sse
 from app.api.schemas import check_task, text_of
+from app.api.token_parts import unstreamed
 from app.errors import InvalidRequest, NotFound
 from app.llm.stream import TokenDelta
 from app.runs.runner import new_thread_id
@@ -180,10 +181,9 @@ def rest_of(answer: str, streamed: str) -> str:
     """What the client still needs once ``streamed`` went out as the answer's content."""
     if not streamed:
         return answer
-    if answer.startswith(streamed):
-        return answer[len(streamed):]
-    if answer.strip() == streamed.strip():
-        return ""
+    rest = unstreamed(answer, streamed)
+    if rest is not None:
+        return rest
     return "\n\n" + answer  # the run's answer differs from what the model streamed
 
 

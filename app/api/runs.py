@@ -256,7 +256,7 @@ async def platform_stream(api: Api, run: RunRow, modes: list[str], after: tuple[
     done = await api.off_loop(api.services.store.get_run, run.id)
     if done is None:
         raise NotFound(f"run {run.id} vanished")
-    for event, data in token_parts.complete():
+    for event, data in [*token_parts.rest(done.final_answer), *token_parts.complete()]:
         yield {"event": event, "data": json.dumps(data, default=str)}
     if "values" in modes and (done.status != "error" or done.final_answer) and (
             last, 8) > after:

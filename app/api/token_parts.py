@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from app.errors import InvalidRequest
@@ -43,6 +44,17 @@ def ai_chunk(msg_id: str, content: str) -> dict[str, Any]:
             "invalid_tool_calls": [], "tool_call_chunks": [], "usage_metadata": None}
 
 
+def unstreamed(answer: str, streamed: str) -> str | None:
+    """What follows ``streamed`` in ``answer`` (the model's reply is stored stripped, so the
+    whitespace around what streamed does not count); None when the answer does not go on
+    from it (a retried or replaced reply)."""
+    head = streamed.strip()
+    if not answer.startswith(head):
+        return None
+    rest, sent = answer[len(head):], streamed[len(streamed.rstrip()):]
+    return rest[len(sent):] if rest.startswith(sent) else rest
+
+
 class TokenParts:
     """Turns one run's deltas into stream parts for the modes asked for."""
 
@@ -50,6 +62,7 @@ class TokenParts:
         self.run = run
         self.modes = modes
         self.texts: dict[str, str] = {}
+        self.answer: tuple[TokenDelta, str] | None = None  # the final answer's last attempt
 
     def metadata(self, delta: TokenDelta) -> dict[str, Any]:
         """LangGraph's per-chunk metadata."""
@@ -61,6 +74,9 @@ class TokenParts:
     def parts(self, delta: TokenDelta) -> Iterator[tuple[str, Any]]:
         """``(event, data)`` pairs for one delta."""
         msg_id = message_id(self.run, delta)
+        if delta.role == "manager.final":
+            same = self.answer is not None and message_id(self.run, self.answer[0]) == msg_id
+            self.answer = (delta, (self.answer[1] if same and self.answer else "") + delta.text)
         if "messages-tuple" in self.modes:
             yield "messages", [ai_chunk(msg_id, delta.text), self.metadata(delta)]
         if "messages" in self.modes:
@@ -69,6 +85,18 @@ class TokenParts:
                 yield "messages/metadata", {msg_id: {"metadata": self.metadata(delta)}}
             self.texts[msg_id] += delta.text
             yield "messages/partial", [ai_chunk(msg_id, self.texts[msg_id])]
+
+    def rest(self, final_answer: str | None) -> Iterator[tuple[str, Any]]:
+        """The end of the run's answer that no model streamed (the line Foreman adds under
+        it, ``graphs/ending.py``), as one more delta of the answer's message, so the streamed
+        text adds up to the stored answer. Nothing when the answer is not a continuation of
+        what streamed (then ``values`` carries it)."""
+        if self.answer is None or not final_answer:
+            return
+        last, streamed = self.answer
+        rest = unstreamed(final_answer, streamed)
+        if rest:
+            yield from self.parts(replace(last, text=rest))
 
     def complete(self) -> Iterator[tuple[str, Any]]:
         """``messages/complete`` for every message streamed in ``messages`` mode."""

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 from app.config.settings import Settings
 from app.llm.provider import ProviderReply
 from app.llm.scripted import ScriptedProvider
+from app.runs.teams import team_spec
 from app.services import open_services
 from graphs.dispatch import AUTO_REASON
+from graphs.ending import changes_made
 from graphs.ports import ModelRequest
 from graphs.views import parse_status_lines
-from tests.fakes import event_types, progress_reply
+from tests.fakes import demo_registry, event_types, progress_reply
 from tests.graphs.test_manager import REFUND_TASK, with_limits
 
 EMAIL_S3 = "Email customer C-1001 that order O-5002 has been refunded in full ($189.00)."
@@ -182,3 +186,47 @@ async def test_discipline_claimed_satisfaction_with_open_steps_is_not_accepted(
     assert of(events, "verification")[0]["round"] > 1  # the verifier only saw a done plan
     assert result.stop_reason == "satisfied"
     assert sandbox_rows("SELECT COUNT(*) AS n FROM refunds") == [{"n": 1}]
+
+
+async def test_discipline_final_answer_carries_the_changes_the_record_shows(
+        settings: Settings, sandbox_rows: Any) -> None:
+    # A small model wrote that the order was refunded when no step had refunded anything:
+    # the line under its answer lists the writes the tool record holds, and only those.
+    def behaviour(req: ModelRequest) -> ProviderReply | None:
+        if req.role == "manager.final":
+            return ProviderReply(content="Order O-5003 was refunded for $129.50.")
+        return None
+
+    async with open_services(settings, scripted=ScriptedProvider(behaviour)) as s:
+        result = await s.runner.start(WHERE_TASK, "support")
+        events = s.store.events(result.run_id)
+        registry = s.runner.registry
+
+    assert result.status == "success"
+    ran = [e["data"]["tool"] for e in events if e["type"] == "tool_result" and e["data"]["ok"]]
+    written = [t for t in ran if registry.get(t).side_effect == "write"]
+    assert written and len(written) < len(ran)  # the run read as well as wrote
+    head, line = (result.final_answer or "").rsplit("\n\n", 1)
+    assert head == "Order O-5003 was refunded for $129.50."
+    assert line.startswith("Changes made by this run (from its tool record): ")
+    assert re.findall(r"(\w+) \(\w+, S\d+\)", line) == written
+    assert "issue_refund" not in line
+
+
+def test_discipline_changes_line_of_a_read_only_and_of_a_shadow_run(
+        settings: Settings, tmp_path: Path) -> None:
+    team = team_spec(settings, "support", demo_registry(tmp_path / "sandbox.db"))
+
+    def result(agent: str, step: str, *calls: tuple[str, bool]) -> Any:
+        return {"agent": agent, "step_id": step, "tools": [
+            {"name": n, "ok": ok, "args_sha256": "a", "result_sha256": "r"} for n, ok in calls]}
+
+    looked = [result("researcher", "S1", ("lookup_order", True))]
+    assert changes_made(team, looked) == "Changes made by this run (from its tool record): none."
+    refunded = [*looked, result("billing", "S2", ("lookup_order", True),
+                                ("issue_refund", False), ("issue_refund", True))]
+    assert changes_made(team, refunded) == (
+        "Changes made by this run (from its tool record): issue_refund (billing, S2).")
+    assert changes_made(team, refunded, shadow=True) == (
+        "Shadow run, nothing was changed; the calls that would have: issue_refund (billing, S2).")
+    assert changes_made(team, looked, shadow=True) == "Shadow run: nothing was changed."
