@@ -14,11 +14,12 @@ from graphs.errors import BudgetExhausted, ModelCallError
 from graphs.ledger import VerdictOut
 from graphs.manager_common import Manager, out_of_budget, stop, stop_reason
 from graphs.ports import ModelRequest, RunContext
-from graphs.state import ManagerState, StepResult, settled
+from graphs.state import ManagerState, StepResult, ToolTrace, settled
 from graphs.structured import ask_structured
 from graphs.team import TeamSpec
 from graphs.views import (
     ENDINGS,
+    calls_that_ran,
     done_steps,
     fallback_answer,
     nothing_done_answer,
@@ -89,14 +90,12 @@ def changes_made(team: TeamSpec, results: list[StepResult], shadow: bool = False
     every successful call of a tool that writes, with its agent and step. Prose can claim a
     change that never happened (a small model once wrote that a refund was issued when the
     step had only looked the order up); this line cannot."""
-    made: list[str] = []
-    for r in results:
+    def writes(r: StepResult, t: ToolTrace) -> bool:
         agent = team.agent(r["agent"])
-        for t in r["tools"]:
-            spec = agent.tool(t["name"]) if agent else None
-            writes = spec is None or spec.side_effect == SideEffect.WRITE
-            if t["ok"] and writes:
-                made.append(f"{t['name']} ({r['agent']}, {r['step_id']})")
+        spec = agent.tool(t["name"]) if agent else None
+        return spec is None or spec.side_effect == SideEffect.WRITE
+
+    made = calls_that_ran(results, writes)
     if shadow:
         return ("Shadow run, nothing was changed; the calls that would have: "
                 f"{', '.join(made)}." if made else "Shadow run: nothing was changed.")

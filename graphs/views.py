@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from graphs.state import StepResult, TaskLedger, ToolTrace
@@ -164,12 +164,19 @@ ENDINGS = {
 }
 
 
+def calls_that_ran(results: list[StepResult],
+                   keep: Callable[[StepResult, ToolTrace], bool] | None = None) -> list[str]:
+    """Each tool call of the record that ran (succeeded, not refused), as ``name (agent,
+    step)``; with ``keep``, only the calls it keeps."""
+    return [f"{t['name']} ({r['agent']}, {r['step_id']})" for r in results for t in r["tools"]
+            if t["ok"] and not t.get("refused") and (keep is None or keep(r, t))]
+
+
 def nothing_done_answer(task: str, stop_reason: str, results: list[StepResult],
                         notes: list[str]) -> str:
     """The final answer of a run in which no step completed, written without a model: it
     states no fact about the world, only what the record shows."""
-    ran = [f"{t['name']} ({r['agent']}, {r['step_id']})" for r in results for t in r["tools"]
-           if t["ok"] and not t.get("refused")]
+    ran = calls_that_ran(results)
     changed = (f"Tool calls ran all the same, and any write among them may have changed "
                f"records: {', '.join(ran)}. No" if ran else "Nothing was changed, and no")
     lines = [f"Nothing was done: no step of the plan was completed (stop reason "

@@ -75,8 +75,9 @@ class TokenParts:
         """``(event, data)`` pairs for one delta."""
         msg_id = message_id(self.run, delta)
         if delta.role == "manager.final":
-            same = self.answer is not None and message_id(self.run, self.answer[0]) == msg_id
-            self.answer = (delta, (self.answer[1] if same and self.answer else "") + delta.text)
+            if self.answer is None or message_id(self.run, self.answer[0]) != msg_id:
+                self.answer = (delta, "")  # a new attempt starts a new message
+            self.answer = (delta, self.answer[1] + delta.text)
         if "messages-tuple" in self.modes:
             yield "messages", [ai_chunk(msg_id, delta.text), self.metadata(delta)]
         if "messages" in self.modes:
